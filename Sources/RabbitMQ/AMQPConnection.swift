@@ -1,0 +1,150 @@
+import Logging
+import Synchronization
+
+/// A connection to a RabbitMQ broker.
+///
+/// ```swift
+/// let connection = try await AMQPConnection.open(url: "amqp://guest:guest@localhost:5672/%2f")
+/// let channel = try await connection.openChannel()
+/// // ... declare, publish, consume on channels ...
+/// await connection.close()
+/// ```
+///
+/// Each connection has its own thread, which owns librabbitmq's state for it and runs its event
+/// loop: it reads frames, answers the broker, sends heartbeats whatever the application does, and
+/// resumes the tasks waiting for replies. Handles are `Sendable`: use one connection from as many
+/// tasks as you like; the calls are serialized on the connection's thread, and calls on different
+/// channels progress independently.
+///
+/// When the broker closes the connection (``AMQPError/replyCode`` 320 for an operator's
+/// `close_connection`, for instance), or the socket fails, or heartbeats stop, every waiting and
+/// every later call fails with an ``AMQPError`` that says why; ``closeReason`` keeps it.
+///
+/// Close connections with ``close()`` (or use ``withConnection(_:logger:_:)``). A connection
+/// that is released while open is torn down without the closing handshake.
+public final class AMQPConnection: Sendable {
+    /// The protocol limits agreed with the broker at login.
+    public struct NegotiatedParameters: Sendable, Hashable {
+        /// Highest channel number.
+        public var channelMax: UInt16
+        /// Largest frame in bytes.
+        public var frameMax: UInt32
+        /// Heartbeat interval in seconds; 0 when heartbeats are off.
+        public var heartbeat: UInt16
+    }
+
+    let core: ConnectionCore
+
+    private static let connectionCounter = Atomic<Int>(0)
+
+    private init(core: ConnectionCore) {
+        self.core = core
+    }
+
+    deinit {
+        core.executor.requestStop()
+    }
+
+    /// Opens a connection: TCP (or TLS) connect, AMQP handshake and login, all within
+    /// ``Configuration/connectionTimeout``.
+    ///
+    /// - Parameters:
+    ///   - configuration: Where and how to connect.
+    ///   - logger: Where the connection logs. Nothing is logged above `debug` by default, and
+    ///     never a password.
+    /// - Throws: ``AMQPError``: ``AMQPError/Code/accessRefused`` for bad credentials,
+    ///   ``AMQPError/Code/connectionFailed`` when the broker cannot be reached,
+    ///   ``AMQPError/Code/timeout`` when the connect or the handshake takes too long.
+    public static func open(
+        _ configuration: Configuration, logger: Logger = Logger(label: "swift-rabbitmq", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) async throws -> AMQPConnection {
+        let number = connectionCounter.wrappingAdd(1, ordering: .relaxed).newValue
+        var logger = logger
+        logger[metadataKey: "amqp.connection"] = "\(number)"
+        let core = ConnectionCore(configuration: configuration, logger: logger)
+        ConnectionLoop.start(core, name: "amqp-connection-\(number)")
+        let connection = AMQPConnection(core: core)
+        try await core.connect()
+        return connection
+    }
+
+    /// Opens a connection to the broker an AMQP URI names (see
+    /// ``Configuration/init(url:)`` for the URI format).
+    public static func open(
+        url: String, connectionName: String? = nil,
+        logger: Logger = Logger(label: "swift-rabbitmq", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) async throws -> AMQPConnection {
+        var configuration = try Configuration(url: url)
+        configuration.connectionName = connectionName
+        return try await open(configuration, logger: logger)
+    }
+
+    /// Opens a connection, runs `body` with it, and closes it, whether `body` returns or throws.
+    public static func withConnection<Result: Sendable>(
+        _ configuration: Configuration,
+        logger: Logger = Logger(label: "swift-rabbitmq", factory: { _ in SwiftLogNoOpLogHandler() }),
+        _ body: (AMQPConnection) async throws -> Result
+    ) async throws -> Result {
+        let connection = try await open(configuration, logger: logger)
+        do {
+            let result = try await body(connection)
+            await connection.close()
+            return result
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+
+    /// Opens a channel, on the lowest channel number that is free.
+    ///
+    /// - Throws: ``AMQPError/Code/channelLimitReached`` when every negotiated channel is in
+    ///   use, or the connection's close reason when it is closed.
+    public func openChannel() async throws -> AMQPChannel {
+        let key = try await core.openChannel()
+        return AMQPChannel(connection: self, key: key)
+    }
+
+    /// Opens a channel, runs `body` with it, and closes it, whether `body` returns or throws.
+    public func withChannel<Result: Sendable>(_ body: (AMQPChannel) async throws -> Result) async throws -> Result {
+        let channel = try await openChannel()
+        do {
+            let result = try await body(channel)
+            await channel.close()
+            return result
+        } catch {
+            await channel.close()
+            throw error
+        }
+    }
+
+    /// Closes the connection: sends `connection.close`, waits for the broker's `close-ok` (at
+    /// most ``Configuration/closeTimeout``), then releases the socket. Calls still waiting for
+    /// replies fail with ``AMQPError/Code/connectionClosed``.
+    ///
+    /// Idempotent, and it never throws: when it returns the connection is closed, whatever
+    /// state it was in.
+    public func close() async {
+        await core.close()
+    }
+
+    /// Whether the connection is open (not closing or closed).
+    public var isOpen: Bool { core.status.snapshot.isOpen }
+
+    /// Why the connection closed, once it has: the broker's reply code and text, a socket error,
+    /// missed heartbeats, or the application's own ``close()``.
+    public var closeReason: AMQPError? { core.status.snapshot.closeReason }
+
+    /// The limits agreed with the broker at login.
+    public var negotiated: NegotiatedParameters { core.status.snapshot.negotiated }
+
+    /// What the broker said about itself at login (`product`, `version`, `capabilities`, ...).
+    public var serverProperties: FieldTable { core.status.snapshot.serverProperties }
+
+    /// The broker's reason while it blocks this connection's publishers (a memory or disk alarm),
+    /// `nil` otherwise.
+    public var blockedReason: String? { core.status.snapshot.blockedReason }
+
+    /// The configuration the connection was opened with.
+    public var configuration: Configuration { core.configuration }
+}

@@ -1,0 +1,634 @@
+internal import CRabbitMQ
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Identifies one channel instance to the connection actor: its number, and an id that tells it
+/// from earlier channels with the same number.
+struct ChannelKey: Sendable, Hashable {
+    let number: UInt16
+    let id: UInt64
+    let status: ChannelStatus
+
+    static func == (lhs: ChannelKey, rhs: ChannelKey) -> Bool { lhs.id == rhs.id && lhs.number == rhs.number }
+    func hash(into hasher: inout Hasher) { hasher.combine(id) }
+}
+
+/// The state of one AMQP connection: librabbitmq's connection and everything that depends on it.
+///
+/// An actor whose executor is the connection's own thread (``ConnectionExecutor``): its methods
+/// run between polls of the event loop, so they may touch the C state, and nothing else can.
+/// Synchronous AMQP methods are sent without waiting; the task awaits a continuation that the loop
+/// resumes when the reply frame arrives, so any number of channels make progress at once.
+actor ConnectionCore {
+    nonisolated let executor: ConnectionExecutor
+    nonisolated let configuration: AMQPConnection.Configuration
+    nonisolated let logger: Logger
+    nonisolated let status = ConnectionStatus()
+
+    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    private enum Phase {
+        case connecting
+        case open
+        /// `connection.close` sent; waiting for `close-ok` until the deadline.
+        case closing(deadline: ContinuousClock.Instant)
+        case closed
+    }
+
+    private let clock = ContinuousClock()
+    private var phase = Phase.connecting
+    private var connection: amqp_connection_state_t?
+    private var channels: [UInt16: ChannelRecord] = [:]
+    private var nextChannelID: UInt64 = 1
+    private var channelMax: UInt16 = 0
+    private var heartbeat: Duration = .zero
+    /// Why the connection is closed (or closing); every later call fails with it.
+    private var closeReason: AMQPError?
+    private var closeWaiters: [CheckedContinuation<Void, Never>] = []
+    /// When the last byte arrived from the broker, for the missed-heartbeat watchdog.
+    private var lastInbound: ContinuousClock.Instant
+    /// The loop reads (so librabbitmq sends and checks heartbeats) and checks its timers at least
+    /// this often.
+    private var tickInterval: Duration = .seconds(1)
+    private var nextTick: ContinuousClock.Instant
+
+    init(configuration: AMQPConnection.Configuration, logger: Logger) {
+        self.executor = ConnectionExecutor()
+        self.configuration = configuration
+        self.logger = logger
+        self.lastInbound = clock.now
+        self.nextTick = clock.now
+    }
+
+    // MARK: - Connecting
+
+    /// Connects and logs in, blocking the connection's thread (nothing else can use it yet) for
+    /// at most the connection timeout.
+    func connect() throws {
+        let deadline = clock.now + configuration.connectionTimeout
+        guard let connection = amqp_new_connection() else {
+            throw AMQPError(.libraryFailure, "amqp_new_connection failed (out of memory)")
+        }
+        do {
+            try openSocket(connection, deadline: deadline)
+            try logIn(connection, deadline: deadline)
+        } catch let error as AMQPError {
+            amqp_destroy_connection(connection)
+            phase = .closed
+            closeReason = error
+            status.update { $0.closeReason = error }
+            logger.debug("connection failed", metadata: ["amqp.error": "\(error)"])
+            throw error
+        }
+
+        self.connection = connection
+        phase = .open
+        let negotiatedChannelMax = amqp_get_channel_max(connection)
+        channelMax = negotiatedChannelMax == 0 ? .max : UInt16(clamping: negotiatedChannelMax)
+        let negotiatedHeartbeat = amqp_get_heartbeat(connection)
+        heartbeat = .seconds(negotiatedHeartbeat)
+        // librabbitmq only sends heartbeats from its read functions: read at least 4 times a period.
+        tickInterval = negotiatedHeartbeat > 0 ? heartbeat / 4 : .seconds(1)
+        lastInbound = clock.now
+        nextTick = clock.now + tickInterval
+        let serverProperties = amqp_get_server_properties(connection).map { FieldTable(copying: $0.pointee) } ?? [:]
+        let negotiated = AMQPConnection.NegotiatedParameters(
+            channelMax: channelMax, frameMax: UInt32(clamping: amqp_get_frame_max(connection)),
+            heartbeat: UInt16(clamping: negotiatedHeartbeat))
+        status.update {
+            $0.isOpen = true
+            $0.negotiated = negotiated
+            $0.serverProperties = serverProperties
+        }
+        logger.debug(
+            "connection open",
+            metadata: [
+                "amqp.channel_max": "\(negotiated.channelMax)", "amqp.frame_max": "\(negotiated.frameMax)",
+                "amqp.heartbeat": "\(negotiated.heartbeat)",
+            ])
+    }
+
+    private func openSocket(_ connection: amqp_connection_state_t, deadline: ContinuousClock.Instant) throws {
+        let endpoint = "\(configuration.host):\(configuration.port)"
+        let socket: OpaquePointer?
+        if let tls = configuration.tls {
+            socket = amqp_ssl_socket_new(connection)
+            guard let socket else { throw AMQPError(.libraryFailure, "could not create a TLS socket") }
+            if let file = tls.caCertificateFile {
+                try check(amqp_ssl_socket_set_cacert(socket, file), "could not load the CA certificates from \(file)")
+            }
+            if let certificate = tls.certificateFile, let key = tls.keyFile {
+                try check(
+                    amqp_ssl_socket_set_key(socket, certificate, key),
+                    "could not load the client certificate \(certificate) and key \(key)")
+            }
+            amqp_ssl_socket_set_verify_peer(socket, tls.verifyPeer ? 1 : 0)
+            amqp_ssl_socket_set_verify_hostname(socket, tls.verifyPeer ? 1 : 0)
+            if !tls.verifyPeer {
+                logger.warning("TLS certificate verification is turned off for \(endpoint)")
+            }
+        } else {
+            socket = amqp_tcp_socket_new(connection)
+        }
+        guard let socket else { throw AMQPError(.libraryFailure, "could not create a socket") }
+
+        var timeout = timeval(clock.now.duration(to: deadline))
+        let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &timeout)
+        guard status != AMQP_STATUS_OK.rawValue else { return }
+        let reason = String(cString: amqp_error_string2(status))
+        switch status {
+        case AMQP_STATUS_TIMEOUT.rawValue:
+            throw AMQPError(
+                .timeout, "could not connect to \(endpoint) within \(configuration.connectionTimeout)",
+                libraryStatus: status)
+        default:
+            throw AMQPError(.connectionFailed, "could not connect to \(endpoint): \(reason)", libraryStatus: status)
+        }
+    }
+
+    private func logIn(_ connection: amqp_connection_state_t, deadline: ContinuousClock.Instant) throws {
+        let remaining = clock.now.duration(to: deadline)
+        guard remaining > .zero else {
+            throw AMQPError(.timeout, "connecting took the whole connection timeout (\(configuration.connectionTimeout))")
+        }
+        var handshakeTimeout = timeval(remaining)
+        amqp_set_handshake_timeout(connection, &handshakeTimeout)
+
+        let arena = CArena()
+        defer { withExtendedLifetime(arena) {} }  // librabbitmq reads the arena's memory until login returns
+        var properties = try arena.table(clientProperties)
+        let vhost = arena.cString(configuration.virtualHost)
+        let channelMax = Int32(configuration.channelMax)
+        let frameMax = Int32(clamping: configuration.frameMax)
+        let heartbeat = Int32(configuration.heartbeat)
+        let reply: amqp_rpc_reply_t
+        switch configuration.authMechanism {
+        case .plain:
+            reply = crmq_login_plain(
+                connection, vhost, channelMax, frameMax, heartbeat, &properties,
+                arena.cString(configuration.user), arena.cString(configuration.password))
+        case .external:
+            reply = crmq_login_external(
+                connection, vhost, channelMax, frameMax, heartbeat, &properties, arena.cString(configuration.user))
+        }
+
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL:
+            return
+        case AMQP_RESPONSE_SERVER_EXCEPTION where reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD:
+            let close = reply.reply.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            let code: AMQPError.Code = close.reply_code == 403 ? .accessRefused : .connectionClosed
+            throw AMQPError(
+                code, "the broker refused the login to vhost '\(configuration.virtualHost)' as '\(configuration.user)'",
+                replyCode: close.reply_code, replyText: String(copying: close.reply_text),
+                classID: close.class_id, methodID: close.method_id)
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            let status = reply.library_error
+            let reason = String(cString: amqp_error_string2(status))
+            switch status {
+            case AMQP_STATUS_TIMEOUT.rawValue:
+                throw AMQPError(
+                    .timeout, "the broker did not complete the AMQP handshake within \(configuration.connectionTimeout)",
+                    libraryStatus: status)
+            case AMQP_STATUS_CONNECTION_CLOSED.rawValue, AMQP_STATUS_SOCKET_ERROR.rawValue:
+                throw AMQPError(
+                    .connectionClosed, "the broker dropped the connection during login: \(reason)", libraryStatus: status)
+            default:
+                throw AMQPError(.libraryFailure, "login failed: \(reason)", libraryStatus: status)
+            }
+        default:
+            throw AMQPError(.protocolError, "login failed with an unexpected reply from the broker")
+        }
+    }
+
+    /// What the client tells the broker about itself. librabbitmq announces only two
+    /// capabilities by default; without the others RabbitMQ never sends consumer cancellations
+    /// or blocked notifications.
+    private var clientProperties: FieldTable {
+        var properties: FieldTable = [
+            "product": "swift-rabbitmq",
+            "version": .string(swiftRabbitMQVersion),
+            "platform": "Swift",
+            "information": .string("librabbitmq \(String(cString: amqp_version()))"),
+            "capabilities": [
+                "publisher_confirms": true,
+                "consumer_cancel_notify": true,
+                "basic.nack": true,
+                "connection.blocked": true,
+                "authentication_failure_close": true,
+                "exchange_exchange_bindings": true,
+                "per_consumer_qos": true,
+            ],
+        ]
+        if let name = configuration.connectionName {
+            properties["connection_name"] = .string(name)
+        }
+        return properties
+    }
+
+    private func check(_ status: Int32, _ message: @autoclosure () -> String) throws {
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw AMQPError(
+                .invalidArgument, "\(message()): \(String(cString: amqp_error_string2(status)))", libraryStatus: status)
+        }
+    }
+
+    // MARK: - Channels
+
+    /// Opens a channel on the lowest free number.
+    func openChannel() async throws -> ChannelKey {
+        try ensureOpen()
+        guard let number = (1...max(channelMax, 1)).first(where: { channels[$0] == nil }) else {
+            throw AMQPError(.channelLimitReached, "all \(channelMax) channels of the connection are in use")
+        }
+        let record = ChannelRecord(number: number, id: nextChannelID)
+        nextChannelID += 1
+        channels[number] = record
+        _ = try await send(on: record, AMQP_CHANNEL_OPEN_METHOD, expecting: [AMQP_CHANNEL_OPEN_OK_METHOD]) { _ in
+            amqp_channel_open_t(out_of_band: amqp_bytes_t(len: 0, bytes: nil))
+        }
+        logger.trace("channel open", metadata: ["amqp.channel": "\(number)"])
+        return ChannelKey(number: number, id: record.id, status: record.status)
+    }
+
+    /// Closes a channel: `channel.close`, then waits for `close-ok` (at most the RPC timeout).
+    /// Returns at once when the channel is already closed or closing.
+    func closeChannel(_ key: ChannelKey) async {
+        guard let record = channels[key.number], record.id == key.id, record.isUsable else { return }
+        record.phase = .closing
+        record.status.markClosed(AMQPError(.channelClosed, "channel \(key.number) was closed by the application"))
+        _ = try? await send(on: record, AMQP_CHANNEL_CLOSE_METHOD, expecting: [AMQP_CHANNEL_CLOSE_OK_METHOD]) { arena in
+            amqp_channel_close_t(reply_code: UInt16(AMQP_REPLY_SUCCESS), reply_text: arena.bytes("Goodbye"), class_id: 0, method_id: 0)
+        }
+    }
+
+    /// Sends a synchronous method on an open channel and waits for its reply.
+    ///
+    /// `build` makes the method's C struct; anything it allocates lives in the arena until the
+    /// method is encoded. It runs before anything is sent, so a validation error it throws leaves
+    /// the channel untouched.
+    func call<Method: BitwiseCopyable>(
+        on key: ChannelKey, _ method: amqp_method_number_t, expecting replies: [amqp_method_number_t],
+        build: @Sendable (CArena) throws -> Method
+    ) async throws -> MethodReply {
+        try ensureOpen()
+        guard let record = channels[key.number], record.id == key.id, record.isUsable else {
+            throw key.status.closeReason ?? AMQPError(.channelClosed, "channel \(key.number) is closed")
+        }
+        return try await send(on: record, method, expecting: replies, build: build)
+    }
+
+    private func send<Method: BitwiseCopyable>(
+        on record: ChannelRecord, _ methodID: amqp_method_number_t, expecting replies: [amqp_method_number_t],
+        build: (CArena) throws -> Method
+    ) async throws -> MethodReply {
+        let arena = CArena()
+        var method = try build(arena)
+        guard let connection else {
+            throw closeReason ?? AMQPError(.connectionClosed, "the connection is closed")
+        }
+        // librabbitmq encodes the method (reading the arena's memory) before amqp_send_method returns.
+        let status = amqp_send_method(connection, record.number, methodID, &method)
+        withExtendedLifetime(arena) {}
+        return try await withCheckedThrowingContinuation { continuation in
+            guard status == AMQP_STATUS_OK.rawValue else {
+                let error = connectionLost(status: status, while: "sending \(methodID.methodName)")
+                tearDown(error)
+                continuation.resume(throwing: error)
+                return
+            }
+            record.pending.append(
+                PendingReply(
+                    expected: replies, continuation: continuation, deadline: clock.now + configuration.rpcTimeout,
+                    name: methodID.methodName))
+        }
+    }
+
+    /// Sends a method that has no reply (`close-ok`, `flow-ok`). A failed send tears the
+    /// connection down.
+    private func sendWithoutReply<Method: BitwiseCopyable>(_ methodID: amqp_method_number_t, _ method: Method, on channel: UInt16) {
+        guard let connection else { return }
+        var method = method
+        let status = amqp_send_method(connection, channel, methodID, &method)
+        if status != AMQP_STATUS_OK.rawValue {
+            tearDown(connectionLost(status: status, while: "sending \(methodID.methodName)"))
+        }
+    }
+
+    private func ensureOpen() throws {
+        guard case .open = phase else {
+            throw closeReason ?? AMQPError(.connectionClosed, "the connection is not open")
+        }
+    }
+
+    // MARK: - Closing
+
+    /// Closes the connection: `connection.close`, then waits for `close-ok` (at most the close
+    /// timeout) and releases the socket. Calls waiting for replies fail at once.
+    func close() async {
+        switch phase {
+        case .closed, .connecting:
+            return
+        case .closing:
+            await withCheckedContinuation { closeWaiters.append($0) }
+            return
+        case .open:
+            break
+        }
+        let error = AMQPError(.connectionClosed, "the connection was closed by the application")
+        phase = .closing(deadline: clock.now + configuration.closeTimeout)
+        closeReason = error
+        status.update { $0.isOpen = false }
+        // After connection.close the broker ignores everything but close-ok: nothing pending
+        // will be answered.
+        failChannels(error)
+        let arena = CArena()
+        sendWithoutReply(
+            AMQP_CONNECTION_CLOSE_METHOD,
+            amqp_connection_close_t(
+                reply_code: UInt16(AMQP_REPLY_SUCCESS), reply_text: arena.bytes("Goodbye"), class_id: 0, method_id: 0),
+            on: 0)
+        withExtendedLifetime(arena) {}
+        guard connection != nil else { return }
+        await withCheckedContinuation { closeWaiters.append($0) }
+    }
+
+    /// Ends the connection for good: fails every waiting call and every later one with `error`,
+    /// and releases librabbitmq's state (closing the socket). Idempotent.
+    func tearDown(_ error: AMQPError) {
+        if case .closed = phase { return }
+        phase = .closed
+        if closeReason == nil { closeReason = error }
+        let reason = closeReason ?? error
+        status.update {
+            $0.isOpen = false
+            $0.closeReason = reason
+            $0.blockedReason = nil
+        }
+        failChannels(reason)
+        channels.removeAll()
+        if let connection {
+            amqp_destroy_connection(connection)
+            self.connection = nil
+        }
+        for waiter in closeWaiters { waiter.resume() }
+        closeWaiters.removeAll()
+        logger.debug("connection closed", metadata: ["amqp.reason": "\(reason)"])
+    }
+
+    private func failChannels(_ error: AMQPError) {
+        for record in channels.values {
+            record.status.markClosed(error)
+            record.failPending(first: error, rest: error)
+        }
+    }
+
+    // MARK: - The event loop's turn
+
+    /// One turn of the event loop, run on the connection's thread between batches of jobs: wait
+    /// for the socket, a job or the next tick; read every frame that is ready; check timers.
+    func turn() {
+        guard let connection else {
+            // Closed: nothing to read, only jobs (which fail fast) until the owner stops.
+            _ = executor.wait(socket: -1, timeoutMilliseconds: -1)
+            return
+        }
+        // Frames may sit inside librabbitmq while the socket has nothing: never sleep on them.
+        let libraryHasData = amqp_frames_enqueued(connection) != 0 || amqp_data_in_buffer(connection) != 0
+        let timeout = libraryHasData ? 0 : milliseconds(until: nextTick)
+        let events = executor.wait(socket: amqp_get_sockfd(connection), timeoutMilliseconds: timeout)
+        let now = clock.now
+        if events != 0 { lastInbound = now }
+        let tickDue = now >= nextTick
+        if events != 0 || libraryHasData || tickDue {
+            readFrames(limit: 4096)
+        }
+        if tickDue {
+            nextTick = now + tickInterval
+            checkTimers(now: now)
+        }
+        if let connection = self.connection {
+            amqp_maybe_release_buffers(connection)
+        }
+    }
+
+    private func milliseconds(until instant: ContinuousClock.Instant) -> Int32 {
+        let remaining = clock.now.duration(to: instant)
+        guard remaining > .zero else { return 0 }
+        let (seconds, attoseconds) = remaining.components
+        // Round up: a 0 ms timeout for a deadline 0.4 ms away would spin.
+        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+    }
+
+    /// Reads and dispatches frames until librabbitmq has none left (`AMQP_STATUS_TIMEOUT` with a
+    /// zero timeout means the kernel had nothing more) or `limit` were handled. Reading is also
+    /// what makes librabbitmq send heartbeats and notice missed ones.
+    private func readFrames(limit: Int) {
+        var frame = amqp_frame_t()
+        var noWait = timeval(tv_sec: 0, tv_usec: 0)
+        for _ in 0..<limit {
+            guard let connection else { return }
+            let status = amqp_simple_wait_frame_noblock(connection, &frame, &noWait)
+            if status == AMQP_STATUS_TIMEOUT.rawValue { return }
+            guard status == AMQP_STATUS_OK.rawValue else {
+                tearDown(connectionLost(status: status, while: "reading"))
+                return
+            }
+            lastInbound = clock.now
+            handle(frame)
+        }
+    }
+
+    private func checkTimers(now: ContinuousClock.Instant) {
+        if case .closing(let deadline) = phase, now >= deadline {
+            tearDown(AMQPError(.connectionClosed, "the connection was closed by the application (the broker did not confirm within \(configuration.closeTimeout))"))
+            return
+        }
+        if heartbeat > .zero, lastInbound.duration(to: now) > heartbeat * 2 + tickInterval {
+            tearDown(
+                AMQPError(.heartbeatMissed, "the broker sent nothing for more than two heartbeat intervals (\(heartbeat * 2))"))
+            return
+        }
+        for record in channels.values {
+            if case .draining(let until) = record.phase, now >= until {
+                channels[record.number] = nil
+            } else if let head = record.pending.first, now >= head.deadline {
+                tearDown(
+                    AMQPError(
+                        .timeout,
+                        "no reply to \(head.name) on channel \(record.number) within \(configuration.rpcTimeout); the connection was closed because the channel's state is unknown"))
+                return
+            }
+        }
+    }
+
+    // MARK: - Frames
+
+    private func handle(_ frame: amqp_frame_t) {
+        switch Int32(frame.frame_type) {
+        case AMQP_FRAME_METHOD:
+            if frame.channel == 0 {
+                handleConnectionMethod(frame.payload.method)
+            } else {
+                handleChannelMethod(frame.payload.method, channel: frame.channel)
+            }
+        case AMQP_FRAME_HEADER, AMQP_FRAME_BODY:
+            // Content frames belong to deliveries, returns and get-ok, none of which a channel
+            // asks for without a consumer; one on a channel that is not open is a broken peer.
+            if channels[frame.channel] == nil {
+                protocolViolation("the broker sent content on channel \(frame.channel), which is not open")
+            }
+        case AMQP_FRAME_HEARTBEAT:
+            break
+        default:
+            protocolViolation("the broker sent a frame of unknown type \(frame.frame_type)")
+        }
+    }
+
+    private func handleConnectionMethod(_ method: amqp_method_t) {
+        switch method.id {
+        case AMQP_CONNECTION_CLOSE_METHOD:
+            let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            let error = AMQPError(
+                .connectionClosed, "the broker closed the connection", replyCode: close.reply_code,
+                replyText: String(copying: close.reply_text), classID: close.class_id, methodID: close.method_id)
+            sendWithoutReply(AMQP_CONNECTION_CLOSE_OK_METHOD, amqp_connection_close_ok_t(dummy: 0), on: 0)
+            tearDown(error)
+        case AMQP_CONNECTION_CLOSE_OK_METHOD:
+            guard case .closing = phase else {
+                protocolViolation("the broker sent connection.close-ok without a close")
+                return
+            }
+            tearDown(closeReason ?? AMQPError(.connectionClosed, "the connection was closed by the application"))
+        case AMQP_CONNECTION_BLOCKED_METHOD:
+            let blocked = method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
+            let reason = String(copying: blocked.reason)
+            status.update { $0.blockedReason = reason }
+            logger.debug("connection blocked by the broker", metadata: ["amqp.reason": "\(reason)"])
+        case AMQP_CONNECTION_UNBLOCKED_METHOD:
+            status.update { $0.blockedReason = nil }
+            logger.debug("connection unblocked by the broker")
+        default:
+            protocolViolation("the broker sent \(method.id.methodName) on channel 0")
+        }
+    }
+
+    private func handleChannelMethod(_ method: amqp_method_t, channel number: UInt16) {
+        guard let record = channels[number] else {
+            protocolViolation("the broker sent \(method.id.methodName) on channel \(number), which is not open")
+            return
+        }
+        if case .closing = phase { return }  // the broker answers nothing but close-ok now
+        if case .draining = record.phase {
+            if method.id == AMQP_CHANNEL_CLOSE_OK_METHOD { channels[number] = nil }
+            return
+        }
+        switch method.id {
+        case AMQP_CHANNEL_CLOSE_METHOD:
+            channelClosedByBroker(record, method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee)
+        case AMQP_CHANNEL_FLOW_METHOD:
+            let flow = method.decoded.assumingMemoryBound(to: amqp_channel_flow_t.self).pointee
+            sendWithoutReply(AMQP_CHANNEL_FLOW_OK_METHOD, amqp_channel_flow_ok_t(active: flow.active), on: number)
+        default:
+            resolvePending(record, method)
+        }
+    }
+
+    /// The broker closed a channel after an error on it: acknowledge, fail what waits on it, free
+    /// the number.
+    private func channelClosedByBroker(_ record: ChannelRecord, _ close: amqp_channel_close_t) {
+        let error = AMQPError.brokerClosedChannel(
+            replyCode: close.reply_code, replyText: String(copying: close.reply_text), classID: close.class_id,
+            methodID: close.method_id)
+        let later = error.asClosed(.channelClosed, "channel \(record.number) is closed")
+        record.status.markClosed(later)
+        sendWithoutReply(AMQP_CHANNEL_CLOSE_OK_METHOD, amqp_channel_close_ok_t(dummy: 0), on: record.number)
+        logger.debug("channel closed by the broker", metadata: ["amqp.channel": "\(record.number)", "amqp.reason": "\(error)"])
+
+        guard case .closing = record.phase, let ourClose = record.pending.popLast() else {
+            record.failPending(first: error, rest: later)
+            channels[record.number] = nil
+            return
+        }
+        // Our channel.close crossed the broker's: the channel is closed either way, but the
+        // broker may still answer our close, so the number waits before it is reused.
+        record.failPending(first: later, rest: later)
+        record.phase = .draining(until: clock.now + configuration.closeTimeout)
+        ourClose.continuation.resume(returning: .channelCloseOk)
+    }
+
+    private func resolvePending(_ record: ChannelRecord, _ method: amqp_method_t) {
+        guard let waiting = record.pending.first else {
+            protocolViolation("the broker sent \(method.id.methodName) on channel \(record.number), which awaits nothing")
+            return
+        }
+        guard waiting.expected.contains(method.id) else {
+            protocolViolation(
+                "the broker answered \(waiting.name) on channel \(record.number) with \(method.id.methodName)")
+            return
+        }
+        record.pending.removeFirst()
+        switch method.id {
+        case AMQP_CHANNEL_OPEN_OK_METHOD:
+            if case .opening = record.phase { record.phase = .open }
+        case AMQP_CHANNEL_CLOSE_OK_METHOD:
+            channels[record.number] = nil
+            logger.trace("channel closed", metadata: ["amqp.channel": "\(record.number)"])
+        default:
+            break
+        }
+        waiting.continuation.resume(returning: MethodReply(copying: method))
+    }
+
+    private func protocolViolation(_ message: String) {
+        logger.debug("protocol violation", metadata: ["amqp.reason": "\(message)"])
+        tearDown(AMQPError(.protocolError, message))
+    }
+
+    /// The error for a librabbitmq status that ended the connection.
+    private func connectionLost(status: Int32, while activity: String) -> AMQPError {
+        let reason = String(cString: amqp_error_string2(status))
+        switch status {
+        case AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue:
+            return AMQPError(
+                .heartbeatMissed, "the broker sent nothing for two heartbeat intervals (\(heartbeat * 2))",
+                libraryStatus: status)
+        case AMQP_STATUS_BAD_AMQP_DATA.rawValue, AMQP_STATUS_UNKNOWN_CLASS.rawValue,
+            AMQP_STATUS_UNKNOWN_METHOD.rawValue:
+            return AMQPError(.protocolError, "the broker sent data that is not AMQP: \(reason)", libraryStatus: status)
+        default:
+            return AMQPError(.connectionClosed, "the connection failed while \(activity): \(reason)", libraryStatus: status)
+        }
+    }
+}
+
+extension AMQPError {
+    /// The error for the call a broker-initiated `channel.close` answers, coded by the reply code.
+    static func brokerClosedChannel(replyCode: UInt16, replyText: String, classID: UInt16, methodID: UInt16) -> AMQPError {
+        let code: Code
+        switch replyCode {
+        case 403: code = .accessRefused
+        case 404: code = .notFound
+        case 405: code = .resourceLocked
+        case 406: code = .preconditionFailed
+        default: code = .channelClosed
+        }
+        return AMQPError(
+            code, "the broker closed the channel", replyCode: replyCode, replyText: replyText, classID: classID,
+            methodID: methodID)
+    }
+}
+
+extension timeval {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = max(duration, .zero).components
+        self.init()
+        tv_sec = .init(seconds)
+        tv_usec = .init(attoseconds / 1_000_000_000_000)
+    }
+}

@@ -1,0 +1,206 @@
+import DequeModule
+import Synchronization
+
+import class Foundation.Thread
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The serial executor of one connection, and the only way onto its thread.
+///
+/// librabbitmq has no locks: a connection's socket, buffers, pools and every pointer it hands out
+/// belong to one thread. That thread runs the connection's event loop (``ConnectionLoop``), and
+/// between two polls it runs the jobs of the connection's actor (``ConnectionCore``), whose
+/// executor this is. So the actor's isolation *is* confinement to the owner thread, checked by
+/// the compiler; ``checkIsolated()`` checks it again at run time.
+///
+/// Jobs arrive from any thread into a locked queue. The loop sleeps in `poll()` on the socket and
+/// the read end of a wake-up pipe; a producer writes one byte only when the loop is (about to be)
+/// asleep, so a burst of jobs costs one wake-up.
+final class ConnectionExecutor: SerialExecutor {
+    private struct State: ~Copyable {
+        var jobs: Deque<UnownedJob> = []
+        /// The loop is in (or entering) `poll()` and must be woken for new jobs.
+        var sleeping = false
+        /// The owner thread asked to stop once its connection is torn down.
+        var stopRequested = false
+        /// The owner thread has exited; late jobs go to a short-lived drainer thread.
+        var ownerExited = false
+        var drainerRunning = false
+        var owner: pthread_t?
+    }
+
+    private let state = Mutex(State())
+    /// Read end (polled by the loop) and write end of the wake-up pipe; both non-blocking.
+    let wakeReadFD: Int32
+    private let wakeWriteFD: Int32
+
+    init() {
+        var fds: [Int32] = [-1, -1]
+        let rc = pipe(&fds)
+        precondition(rc == 0, "swift-rabbitmq: pipe() failed with errno \(errno)")
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        wakeReadFD = fds[0]
+        wakeWriteFD = fds[1]
+    }
+
+    deinit {
+        close(wakeReadFD)
+        close(wakeWriteFD)
+    }
+
+    // MARK: SerialExecutor
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        enum Action { case none, wake, startDrainer }
+        let action: Action = state.withLock { state in
+            state.jobs.append(job)
+            if state.ownerExited {
+                if state.drainerRunning { return .none }
+                state.drainerRunning = true
+                return .startDrainer
+            }
+            if state.sleeping {
+                state.sleeping = false
+                return .wake
+            }
+            return .none
+        }
+        switch action {
+        case .none: break
+        case .wake: wake()
+        case .startDrainer: startDrainer()
+        }
+    }
+
+    func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    func checkIsolated() {
+        precondition(
+            isOwnerThread,
+            "swift-rabbitmq: a connection's librabbitmq state was touched off its owner thread")
+    }
+
+    // MARK: Used by the owner thread
+
+    /// Whether the calling thread owns this executor's connection.
+    var isOwnerThread: Bool {
+        state.withLock { state in
+            guard let owner = state.owner else { return false }
+            return pthread_equal(owner, pthread_self()) != 0
+        }
+    }
+
+    /// Makes the calling thread the owner. Called once, first thing on the connection's thread.
+    func becomeOwner() {
+        state.withLock { $0.owner = pthread_self() }
+    }
+
+    /// Runs the jobs queued so far (not those they enqueue: those wait for the next turn, so
+    /// frames are read between). Returns how many ran.
+    @discardableResult
+    func runQueuedJobs() -> Int {
+        let jobs = state.withLock { state in
+            let jobs = state.jobs
+            state.jobs.removeAll(keepingCapacity: true)
+            return jobs
+        }
+        let executor = asUnownedSerialExecutor()
+        for job in jobs { job.runSynchronously(on: executor) }
+        return jobs.count
+    }
+
+    /// Whether jobs are waiting, and whether the owner was asked to stop.
+    var pending: (jobs: Bool, stopRequested: Bool) {
+        state.withLock { (!$0.jobs.isEmpty, $0.stopRequested) }
+    }
+
+    /// Waits until `socket` (if any, `-1` for none) is readable, a job arrives, or `timeout`
+    /// (milliseconds, `-1` = forever) passes. Returns the socket's `revents`.
+    func wait(socket: Int32, timeoutMilliseconds: Int32) -> Int16 {
+        let mayBlock = state.withLock { state in
+            guard state.jobs.isEmpty, !state.stopRequested else { return false }
+            state.sleeping = true
+            return true
+        }
+        var fds = [
+            pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: socket, events: Int16(POLLIN), revents: 0),
+        ]
+        let count: nfds_t = socket >= 0 ? 2 : 1
+        let result = poll(&fds, count, mayBlock ? timeoutMilliseconds : 0)
+        if mayBlock { state.withLock { $0.sleeping = false } }
+        guard result > 0 else { return 0 }
+        if fds[0].revents != 0 { drainWakeups() }
+        return socket >= 0 ? fds[1].revents : 0
+    }
+
+    /// Asks the owner thread to tear its connection down and exit after the queued jobs.
+    func requestStop() {
+        let wasSleeping = state.withLock { state in
+            state.stopRequested = true
+            defer { state.sleeping = false }
+            return state.sleeping
+        }
+        if wasSleeping { wake() }
+    }
+
+    /// Called by the owner thread as it exits. Jobs that arrive later (a task still holding the
+    /// connection's actor) run on a short-lived drainer thread, which finds the connection closed.
+    func ownerDidExit() {
+        let hasJobs = state.withLock { state in
+            state.ownerExited = true
+            state.owner = nil
+            guard !state.jobs.isEmpty, !state.drainerRunning else { return false }
+            state.drainerRunning = true
+            return true
+        }
+        if hasJobs { startDrainer() }
+    }
+
+    // MARK: Private
+
+    private func wake() {
+        var byte: UInt8 = 1
+        _ = write(wakeWriteFD, &byte, 1)
+    }
+
+    private func drainWakeups() {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while read(wakeReadFD, &buffer, buffer.count) > 0 {}
+    }
+
+    private func startDrainer() {
+        startThread(name: "amqp-drain") { [self] in
+            becomeOwner()
+            while true {
+                let more = state.withLock { state in
+                    if state.jobs.isEmpty {
+                        state.drainerRunning = false
+                        state.owner = nil
+                        return false
+                    }
+                    return true
+                }
+                guard more else { return }
+                runQueuedJobs()
+            }
+        }
+    }
+}
+
+/// Starts a dedicated OS thread (not one of Swift's cooperative threads: the loop blocks in `poll`).
+func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
+    let thread = Thread(block: body)
+    thread.name = name
+    thread.start()
+}

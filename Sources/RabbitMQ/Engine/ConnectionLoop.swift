@@ -1,0 +1,21 @@
+/// The connection's thread: runs the actor's jobs and the event loop's turns until the public
+/// handle is released, then tears the connection down.
+enum ConnectionLoop {
+    static func start(_ core: ConnectionCore, name: String) {
+        startThread(name: name) {
+            let executor = core.executor
+            executor.becomeOwner()
+            while true {
+                executor.runQueuedJobs()
+                let pending = executor.pending
+                if pending.stopRequested && !pending.jobs { break }
+                core.assumeIsolated { $0.turn() }
+            }
+            core.assumeIsolated {
+                $0.tearDown(AMQPError(.connectionClosed, "the connection was released without being closed"))
+            }
+            executor.runQueuedJobs()
+            executor.ownerDidExit()
+        }
+    }
+}

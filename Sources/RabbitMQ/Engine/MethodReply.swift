@@ -1,0 +1,48 @@
+internal import CRabbitMQ
+
+/// The reply to a synchronous AMQP method, copied out of librabbitmq's pool so it can cross to
+/// the waiting task.
+enum MethodReply: Sendable {
+    case channelOpenOk
+    case channelCloseOk
+    case queueDeclareOk(AMQPChannel.QueueDeclareResult)
+    case queueDeleteOk(messageCount: UInt32)
+    /// A reply whose arguments nobody needs (e.g. `queue.bind-ok`).
+    case empty(id: UInt32)
+
+    init(copying method: amqp_method_t) {
+        switch method.id {
+        case AMQP_CHANNEL_OPEN_OK_METHOD:
+            self = .channelOpenOk
+        case AMQP_CHANNEL_CLOSE_OK_METHOD:
+            self = .channelCloseOk
+        case AMQP_QUEUE_DECLARE_OK_METHOD:
+            let ok = method.decoded.assumingMemoryBound(to: amqp_queue_declare_ok_t.self).pointee
+            self = .queueDeclareOk(
+                .init(name: String(copying: ok.queue), messageCount: ok.message_count, consumerCount: ok.consumer_count))
+        case AMQP_QUEUE_DELETE_OK_METHOD:
+            let ok = method.decoded.assumingMemoryBound(to: amqp_queue_delete_ok_t.self).pointee
+            self = .queueDeleteOk(messageCount: ok.message_count)
+        default:
+            self = .empty(id: method.id)
+        }
+    }
+}
+
+/// A task waiting for the reply to a synchronous method it sent on a channel. AMQP answers a
+/// channel's synchronous methods in order, so each channel keeps these in a FIFO.
+struct PendingReply {
+    /// The method ids that may answer (e.g. `basic.get-ok` or `basic.get-empty`).
+    let expected: [amqp_method_number_t]
+    let continuation: CheckedContinuation<MethodReply, any Error>
+    let deadline: ContinuousClock.Instant
+    /// The request, for error messages (`queue.declare`).
+    let name: String
+}
+
+/// AMQP method ids as librabbitmq defines them (class id << 16 | method id).
+extension amqp_method_number_t {
+    var classID: UInt16 { UInt16(truncatingIfNeeded: self >> 16) }
+    var methodID: UInt16 { UInt16(truncatingIfNeeded: self) }
+    var methodName: String { AMQPMethodName.name(classID: classID, methodID: methodID) }
+}
