@@ -1,0 +1,159 @@
+import Foundation
+import Logging
+import RabbitMQ
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The broker the integration tests run against, and the means to act on it from outside.
+///
+/// `AMQP_URL` selects it (default: the local broker on 5672). `RABBITMQ_CTL` is the command that
+/// runs rabbitmqctl against it (set by `scripts/broker env`; default `scripts/broker ctl`).
+/// Without a reachable broker the suites are skipped, unless `CI` or `AMQP_REQUIRE_BROKER` is
+/// set: then they run and fail.
+enum TestBroker {
+    static let url = ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2f"
+
+    static let isRequired: Bool = {
+        let environment = ProcessInfo.processInfo.environment
+        return ["CI", "AMQP_REQUIRE_BROKER"].contains { (environment[$0] ?? "").isEmpty == false && environment[$0] != "0" }
+    }()
+
+    /// Run the broker suites when a broker answers, or when one is required (so they fail).
+    static let reachableOrRequired: Bool = isRequired || isReachable
+
+    private static let isReachable: Bool = {
+        guard let configuration = try? AMQPConnection.Configuration(url: url) else { return false }
+        return TCPProbe.canConnect(host: configuration.host, port: configuration.port)
+    }()
+
+    static func configuration(
+        _ name: String = #function, heartbeat: UInt16 = 60, file: String = #fileID
+    ) throws -> AMQPConnection.Configuration {
+        var configuration = try AMQPConnection.Configuration(url: url)
+        configuration.connectionName = uniqueName(name)
+        configuration.heartbeat = heartbeat
+        configuration.connectionTimeout = .seconds(10)
+        return configuration
+    }
+
+    static func connect(_ name: String = #function, heartbeat: UInt16 = 60) async throws -> AMQPConnection {
+        try await AMQPConnection.open(configuration(name, heartbeat: heartbeat))
+    }
+
+    /// A name no other test (or earlier run) uses.
+    static func uniqueName(_ base: String) -> String {
+        let cleaned = base.filter { $0.isLetter || $0.isNumber }
+        return "test-\(cleaned)-\(UUID().uuidString.prefix(8))"
+    }
+
+    // MARK: rabbitmqctl
+
+    /// Runs rabbitmqctl with `arguments` and returns its standard output.
+    @discardableResult
+    static func ctl(_ arguments: [String]) throws -> String {
+        let command = ProcessInfo.processInfo.environment["RABBITMQ_CTL"] ?? (repositoryRoot + "/scripts/broker ctl")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command + " \"$@\"", "ctl"] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw CtlError(message: "rabbitmqctl \(arguments.joined(separator: " ")) failed: \(text)")
+        }
+        return text
+    }
+
+    struct CtlError: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
+
+    /// The broker-side process id of the connection with this client-provided name, if the
+    /// broker lists it.
+    static func connectionPid(named name: String) throws -> String? {
+        try clientProperties(ofConnectionNamed: name)?.pid
+    }
+
+    /// The broker's listing of the named connection's client properties (Erlang terms, as text).
+    static func clientProperties(ofConnectionNamed name: String) throws -> (pid: String, properties: String)? {
+        // RabbitMQ 3.10 has no user_provided_name column: find the name inside client_properties.
+        let listing = try ctl(["list_connections", "--quiet", "--no-table-headers", "pid", "client_properties"])
+        for line in listing.split(separator: "\n") where line.contains("{\"connection_name\",\"\(name)\"}") {
+            let columns = line.split(separator: "\t", maxSplits: 1)
+            if columns.count == 2 { return (String(columns[0]), String(columns[1])) }
+        }
+        return nil
+    }
+
+    /// Makes the broker close the named connection as an operator would (`close_connection`).
+    static func forceClose(connectionNamed name: String, reason: String) throws {
+        guard let pid = try connectionPid(named: name) else {
+            throw CtlError(message: "the broker lists no connection named \(name)")
+        }
+        try ctl(["close_connection", pid, reason])
+    }
+
+    private static var repositoryRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+    }
+}
+
+/// Plain sockets for tests: probing a port, and servers that misbehave on purpose.
+enum TCPProbe {
+    static func canConnect(host: String, port: Int) -> Bool {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &result) == 0, let info = result else { return false }
+        defer { freeaddrinfo(result) }
+        let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0
+    }
+
+    /// A loopback socket that listens but never accepts or answers: TCP connects (the kernel's
+    /// backlog), then the AMQP handshake waits forever.
+    final class SilentListener {
+        let fd: Int32
+        let port: Int
+
+        init() throws {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = 0
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+            }
+            guard bound == 0, listen(fd, 16) == 0 else {
+                close(fd)
+                throw TestBroker.CtlError(message: "listen failed")
+            }
+            _ = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
+            self.fd = fd
+            self.port = Int(UInt16(bigEndian: address.sin_port))
+        }
+
+        deinit { close(fd) }
+    }
+
+    /// A loopback port with nothing listening on it (connections are refused).
+    static func closedPort() throws -> Int {
+        let listener = try SilentListener()
+        return listener.port  // closed when the listener goes away
+    }
+}
