@@ -1,6 +1,4 @@
 import DequeModule
-import Synchronization
-
 import class Foundation.Thread
 
 #if canImport(Glibc)
@@ -21,7 +19,7 @@ import Darwin
 /// the read end of a wake-up pipe; a producer writes one byte only when the loop is (about to be)
 /// asleep, so a burst of jobs costs one wake-up.
 final class ConnectionExecutor: SerialExecutor {
-    private struct State: ~Copyable {
+    private struct State {
         var jobs: Deque<UnownedJob> = []
         /// The loop is in (or entering) `poll()` and must be woken for new jobs.
         var sleeping = false
@@ -33,7 +31,7 @@ final class ConnectionExecutor: SerialExecutor {
         var owner: pthread_t?
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Read end (polled by the loop) and write end of the wake-up pipe; both non-blocking.
     let wakeReadFD: Int32
     private let wakeWriteFD: Int32

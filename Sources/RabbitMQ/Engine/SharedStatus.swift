@@ -1,5 +1,3 @@
-import Synchronization
-
 /// What the public connection handle can read without a hop to the connection thread: written
 /// by the connection's actor, read from anywhere.
 final class ConnectionStatus: Sendable {
@@ -11,7 +9,7 @@ final class ConnectionStatus: Sendable {
         var blockedReason: String?
     }
 
-    private let state = Mutex(Snapshot())
+    private let state = Locked(Snapshot())
 
     var snapshot: Snapshot { state.withLock { $0 } }
 
@@ -23,7 +21,7 @@ final class ConnectionStatus: Sendable {
 /// The closed state of one channel, shared by its handle and the connection's actor, so a call
 /// on a closed channel reports why it closed even after the channel number was reused.
 final class ChannelStatus: Sendable {
-    private let reason = Mutex<AMQPError?>(nil)
+    private let reason = Locked<AMQPError?>(nil)
 
     var closeReason: AMQPError? { reason.withLock { $0 } }
 

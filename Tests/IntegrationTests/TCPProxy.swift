@@ -1,0 +1,120 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TCP proxy on 127.0.0.1 between the client and the broker that a test can stall (no bytes
+/// either way, sockets kept open: a hung peer) or cut (both sockets closed: a dead one).
+// @unchecked: the mutable mode and stop flag are read and written only while holding `lock`;
+// everything else is immutable.
+final class TCPProxy: @unchecked Sendable {
+    enum Mode: Sendable { case forward, stall, cut }
+
+    let port: Int
+    private let listener: Int32
+    private let targetPort: Int
+    private let lock = NSLock()
+    private var _mode = Mode.forward
+    private var _stopped = false
+
+    init(targetPort: Int) throws {
+        self.targetPort = targetPort
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var reuse: Int32 = 1
+        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        var address = Self.loopback(port: 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let listening = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(listener, pointer, length) == 0 && listen(listener, 16) == 0
+                    && getsockname(listener, pointer, &length) == 0
+            }
+        }
+        guard listening else {
+            close(listener)
+            throw TestBroker.CtlError(message: "the proxy could not listen")
+        }
+        self.listener = listener
+        port = Int(UInt16(bigEndian: address.sin_port))
+        startThread { [self] in acceptLoop() }
+    }
+
+    /// Stops forwarding in both directions, keeping the sockets open.
+    func stall() { lock.withLock { _mode = .stall } }
+    /// Closes every proxied connection.
+    func cut() { lock.withLock { _mode = .cut } }
+    /// Ends the proxy (its threads exit within 100 ms).
+    func stop() {
+        lock.withLock { _stopped = true }
+        cut()
+    }
+
+    private var isStopped: Bool { lock.withLock { _stopped } }
+    private var currentMode: Mode { lock.withLock { _mode } }
+
+    private func acceptLoop() {
+        defer { close(listener) }
+        while !isStopped {
+            var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+            guard poll(&fds, 1, 100) > 0 else { continue }
+            let client = accept(listener, nil, nil)
+            guard client >= 0 else { continue }
+            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = Self.loopback(port: targetPort)
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+            guard connected else {
+                close(client)
+                close(upstream)
+                continue
+            }
+            startThread { [self] in pump(client, upstream) }
+        }
+    }
+
+    private func pump(_ a: Int32, _ b: Int32) {
+        defer {
+            close(a)
+            close(b)
+        }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            switch currentMode {
+            case .cut: return
+            case .stall:
+                usleep(20_000)
+                continue
+            case .forward: break
+            }
+            var fds = [pollfd(fd: a, events: Int16(POLLIN), revents: 0), pollfd(fd: b, events: Int16(POLLIN), revents: 0)]
+            guard poll(&fds, 2, 50) > 0 else { continue }
+            guard currentMode == .forward else { continue }
+            for (from, to) in [(0, b), (1, a)] where fds[from].revents != 0 {
+                let count = read(fds[from].fd, &buffer, buffer.count)
+                guard count > 0 else { return }
+                var sent = 0
+                while sent < count {
+                    let written = buffer.withUnsafeBytes { write(to, $0.baseAddress! + sent, count - sent) }
+                    guard written > 0 else { return }
+                    sent += written
+                }
+            }
+        }
+    }
+
+    private static func loopback(port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        return address
+    }
+
+    private func startThread(_ body: @escaping @Sendable () -> Void) {
+        Thread.detachNewThread(body)
+    }
+}
