@@ -11,3 +11,25 @@ enum AMQPValidation {
         }
     }
 }
+
+extension AMQPValidation {
+    /// The size of `table` in the AMQP wire encoding (a 4-byte length, then each entry).
+    static func encodedSize(of table: FieldTable) -> Int {
+        4 + table.reduce(0) { $0 + 1 + $1.key.utf8.count + 1 + encodedSize(of: $1.value) }
+    }
+
+    private static func encodedSize(of value: FieldValue) -> Int {
+        switch value {
+        case .bool, .int8, .uint8: 1
+        case .int16, .uint16: 2
+        case .int32, .uint32, .float: 4
+        case .int64, .uint64, .double, .timestamp: 8
+        case .decimal: 5
+        case .string(let string): 4 + string.utf8.count
+        case .bytes(let bytes): 4 + bytes.count
+        case .table(let table): encodedSize(of: table)
+        case .array(let elements): 4 + elements.reduce(0) { $0 + 1 + encodedSize(of: $1) }
+        case .void: 0
+        }
+    }
+}

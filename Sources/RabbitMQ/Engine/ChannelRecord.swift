@@ -21,6 +21,8 @@ final class ChannelRecord {
     var phase: Phase = .opening
     /// Tasks waiting for replies, in the order their methods were sent.
     var pending: Deque<PendingReply> = []
+    /// A message whose content header and body frames are still arriving.
+    var incoming: IncomingContent?
 
     init(number: UInt16, id: UInt64) {
         self.number = number
@@ -39,9 +41,34 @@ final class ChannelRecord {
     /// with `rest`.
     func failPending(first: AMQPError, rest: AMQPError) {
         var error = first
+        if let incoming {
+            self.incoming = nil
+            switch incoming.origin {
+            case .get(let waiting, _): waiting.continuation.resume(throwing: error)
+            }
+            error = rest
+        }
         while let reply = pending.popFirst() {
             reply.continuation.resume(throwing: error)
             error = rest
         }
     }
+}
+
+/// A message being assembled from its method, content header and body frames, which arrive
+/// one after another on the channel (other channels' frames may come in between).
+struct IncomingContent {
+    /// The method that announced the content, and who waits for it.
+    enum Origin {
+        /// `basic.get-ok`: the message (body and properties still empty) and the waiting `basic.get`.
+        case get(PendingReply, AMQPMessage)
+    }
+
+    let origin: Origin
+    /// Set by the content header.
+    var properties: BasicProperties?
+    var bodySize = 0
+    var body: [UInt8] = []
+
+    init(origin: Origin) { self.origin = origin }
 }

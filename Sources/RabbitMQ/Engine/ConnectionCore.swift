@@ -46,6 +46,7 @@ actor ConnectionCore {
     private var channels: [UInt16: ChannelRecord] = [:]
     private var nextChannelID: UInt64 = 1
     private var channelMax: UInt16 = 0
+    private var frameMax: UInt32 = 0
     private var heartbeat: Duration = .zero
     /// Why the connection is closed (or closing); every later call fails with it.
     private var closeReason: AMQPError?
@@ -90,6 +91,7 @@ actor ConnectionCore {
         phase = .open
         let negotiatedChannelMax = amqp_get_channel_max(connection)
         channelMax = negotiatedChannelMax == 0 ? .max : UInt16(clamping: negotiatedChannelMax)
+        frameMax = UInt32(clamping: amqp_get_frame_max(connection))
         let negotiatedHeartbeat = amqp_get_heartbeat(connection)
         heartbeat = .seconds(negotiatedHeartbeat)
         // librabbitmq only sends heartbeats from its read functions: read at least 4 times a period.
@@ -98,7 +100,7 @@ actor ConnectionCore {
         nextTick = clock.now + tickInterval
         let serverProperties = amqp_get_server_properties(connection).map { FieldTable(copying: $0.pointee) } ?? [:]
         let negotiated = AMQPConnection.NegotiatedParameters(
-            channelMax: channelMax, frameMax: UInt32(clamping: amqp_get_frame_max(connection)),
+            channelMax: channelMax, frameMax: frameMax,
             heartbeat: UInt16(clamping: negotiatedHeartbeat))
         status.update {
             $0.isOpen = true
@@ -478,11 +480,7 @@ actor ConnectionCore {
                 handleChannelMethod(frame.payload.method, channel: frame.channel)
             }
         case AMQP_FRAME_HEADER, AMQP_FRAME_BODY:
-            // Content frames belong to deliveries, returns and get-ok, none of which a channel
-            // asks for without a consumer; one on a channel that is not open is a broken peer.
-            if channels[frame.channel] == nil {
-                protocolViolation("the broker sent content on channel \(frame.channel), which is not open")
-            }
+            handleContent(frame)
         case AMQP_FRAME_HEARTBEAT:
             break
         default:
@@ -574,6 +572,15 @@ actor ConnectionCore {
         }
         record.pending.removeFirst()
         switch method.id {
+        case AMQP_BASIC_GET_OK_METHOD:
+            // The message's header and body frames follow; the get resolves when they are in.
+            let ok = method.decoded.assumingMemoryBound(to: amqp_basic_get_ok_t.self).pointee
+            let message = AMQPMessage(
+                body: [], properties: BasicProperties(), deliveryTag: ok.delivery_tag, redelivered: ok.redelivered != 0,
+                exchange: String(copying: ok.exchange), routingKey: String(copying: ok.routing_key),
+                messageCount: ok.message_count)
+            record.incoming = IncomingContent(origin: .get(waiting, message))
+            return
         case AMQP_CHANNEL_OPEN_OK_METHOD:
             if case .opening = record.phase { record.phase = .open }
         case AMQP_CHANNEL_CLOSE_OK_METHOD:
@@ -583,6 +590,75 @@ actor ConnectionCore {
             break
         }
         waiting.continuation.resume(returning: MethodReply(copying: method))
+    }
+
+    /// A content header or body frame: the next part of the message the channel is receiving.
+    private func handleContent(_ frame: amqp_frame_t) {
+        guard let record = channels[frame.channel] else {
+            protocolViolation("the broker sent content on channel \(frame.channel), which is not open")
+            return
+        }
+        if case .closing = phase { return }
+        if case .draining = record.phase { return }
+        guard let incoming = record.incoming else {
+            protocolViolation("the broker sent content on channel \(frame.channel) without a method announcing it")
+            return
+        }
+        if Int32(frame.frame_type) == AMQP_FRAME_HEADER {
+            let header = frame.payload.properties
+            guard incoming.properties == nil, header.class_id == 60 else {
+                protocolViolation("the broker sent an unexpected content header on channel \(frame.channel)")
+                return
+            }
+            record.incoming?.properties = BasicProperties(
+                copying: header.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
+            record.incoming?.bodySize = Int(header.body_size)
+            record.incoming?.body.reserveCapacity(Int(header.body_size))
+        } else {
+            let fragment = UnsafeRawBufferPointer(frame.payload.body_fragment)
+            guard incoming.properties != nil, incoming.body.count + fragment.count <= incoming.bodySize else {
+                protocolViolation("the broker sent an unexpected body frame on channel \(frame.channel)")
+                return
+            }
+            record.incoming?.body.append(contentsOf: fragment)
+        }
+        if let complete = record.incoming, let properties = complete.properties, complete.body.count == complete.bodySize {
+            record.incoming = nil
+            switch complete.origin {
+            case .get(let waiting, var message):
+                message.body = complete.body
+                message.properties = properties
+                waiting.continuation.resume(returning: .getOk(message))
+            }
+        }
+    }
+
+    // MARK: - Publishing
+
+    /// Publishes a message (`basic.publish`, its content header and body frames). Returns once
+    /// librabbitmq has written the frames to the socket.
+    func publish(
+        on key: ChannelKey, exchange: String, routingKey: String, properties: BasicProperties, body: [UInt8]
+    ) throws {
+        try ensureOpen()
+        guard let connection, let record = channels[key.number], record.id == key.id, record.isUsable else {
+            throw key.status.closeReason ?? AMQPError(.channelClosed, "channel \(key.number) is closed")
+        }
+        try properties.validate(frameMax: frameMax)
+        let arena = CArena()
+        var cProperties = try properties.cProperties(arena)
+        let result = body.withUnsafeBytes { bytes in
+            amqp_basic_publish(
+                connection, key.number, arena.bytes(exchange), arena.bytes(routingKey), 0, 0, &cProperties,
+                amqp_bytes_t(len: bytes.count, bytes: UnsafeMutableRawPointer(mutating: bytes.baseAddress)))
+        }
+        withExtendedLifetime(arena) {}
+        guard result == AMQP_STATUS_OK.rawValue else {
+            // Part of the message may be on the wire: the connection cannot be trusted any more.
+            let error = connectionLost(status: result, while: "publishing")
+            tearDown(error)
+            throw error
+        }
     }
 
     private func protocolViolation(_ message: String) {

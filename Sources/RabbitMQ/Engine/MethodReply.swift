@@ -7,6 +7,8 @@ enum MethodReply: Sendable {
     case channelCloseOk
     case queueDeclareOk(AMQPChannel.QueueDeclareResult)
     case queueDeleteOk(messageCount: UInt32)
+    case getOk(AMQPMessage)
+    case getEmpty
     /// A reply whose arguments nobody needs (e.g. `queue.bind-ok`).
     case empty(id: UInt32)
 
@@ -16,6 +18,8 @@ enum MethodReply: Sendable {
             self = .channelOpenOk
         case AMQP_CHANNEL_CLOSE_OK_METHOD:
             self = .channelCloseOk
+        case AMQP_BASIC_GET_EMPTY_METHOD:
+            self = .getEmpty
         case AMQP_QUEUE_DECLARE_OK_METHOD:
             let ok = method.decoded.assumingMemoryBound(to: amqp_queue_declare_ok_t.self).pointee
             self = .queueDeclareOk(
