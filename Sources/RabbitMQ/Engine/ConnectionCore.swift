@@ -32,7 +32,7 @@ actor ConnectionCore {
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    private enum Phase {
+    enum Phase {
         case connecting
         case open
         /// `connection.close` sent; waiting for `close-ok` until the deadline.
@@ -40,23 +40,23 @@ actor ConnectionCore {
         case closed
     }
 
-    private let clock = ContinuousClock()
-    private var phase = Phase.connecting
-    private var connection: amqp_connection_state_t?
-    private var channels: [UInt16: ChannelRecord] = [:]
-    private var nextChannelID: UInt64 = 1
-    private var channelMax: UInt16 = 0
-    private var frameMax: UInt32 = 0
-    private var heartbeat: Duration = .zero
+    let clock = ContinuousClock()
+    var phase = Phase.connecting
+    var connection: amqp_connection_state_t?
+    var channels: [UInt16: ChannelRecord] = [:]
+    var nextChannelID: UInt64 = 1
+    var channelMax: UInt16 = 0
+    var frameMax: UInt32 = 0
+    var heartbeat: Duration = .zero
     /// Why the connection is closed (or closing); every later call fails with it.
-    private var closeReason: AMQPError?
-    private var closeWaiters: [CheckedContinuation<Void, Never>] = []
+    var closeReason: AMQPError?
+    var closeWaiters: [CheckedContinuation<Void, Never>] = []
     /// When the last byte arrived from the broker, for the missed-heartbeat watchdog.
-    private var lastInbound: ContinuousClock.Instant
+    var lastInbound: ContinuousClock.Instant
     /// The loop reads (so librabbitmq sends and checks heartbeats) and checks its timers at least
     /// this often.
-    private var tickInterval: Duration = .seconds(1)
-    private var nextTick: ContinuousClock.Instant
+    var tickInterval: Duration = .seconds(1)
+    var nextTick: ContinuousClock.Instant
 
     init(configuration: AMQPConnection.Configuration, logger: Logger) {
         self.executor = ConnectionExecutor()
@@ -115,7 +115,7 @@ actor ConnectionCore {
             ])
     }
 
-    private func openSocket(_ connection: amqp_connection_state_t, deadline: ContinuousClock.Instant) throws {
+    func openSocket(_ connection: amqp_connection_state_t, deadline: ContinuousClock.Instant) throws {
         let endpoint = "\(configuration.host):\(configuration.port)"
         let socket: OpaquePointer?
         if let tls = configuration.tls {
@@ -153,7 +153,7 @@ actor ConnectionCore {
         }
     }
 
-    private func logIn(_ connection: amqp_connection_state_t, deadline: ContinuousClock.Instant) throws {
+    func logIn(_ connection: amqp_connection_state_t, deadline: ContinuousClock.Instant) throws {
         let remaining = clock.now.duration(to: deadline)
         guard remaining > .zero else {
             throw AMQPError(.timeout, "connecting took the whole connection timeout (\(configuration.connectionTimeout))")
@@ -211,7 +211,7 @@ actor ConnectionCore {
     /// What the client tells the broker about itself. librabbitmq announces only two
     /// capabilities by default; without the others RabbitMQ never sends consumer cancellations
     /// or blocked notifications.
-    private var clientProperties: FieldTable {
+    var clientProperties: FieldTable {
         var properties: FieldTable = [
             "product": "swift-rabbitmq",
             "version": .string(swiftRabbitMQVersion),
@@ -233,7 +233,7 @@ actor ConnectionCore {
         return properties
     }
 
-    private func check(_ status: Int32, _ message: @autoclosure () -> String) throws {
+    func check(_ status: Int32, _ message: @autoclosure () -> String) throws {
         guard status == AMQP_STATUS_OK.rawValue else {
             throw AMQPError(
                 .invalidArgument, "\(message()): \(String(cString: amqp_error_string2(status)))", libraryStatus: status)
@@ -285,7 +285,7 @@ actor ConnectionCore {
         return try await send(on: record, method, expecting: replies, build: build)
     }
 
-    private func send<Method: BitwiseCopyable>(
+    func send<Method: BitwiseCopyable>(
         on record: ChannelRecord, _ methodID: amqp_method_number_t, expecting replies: [amqp_method_number_t],
         build: (CArena) throws -> Method
     ) async throws -> MethodReply {
@@ -313,7 +313,7 @@ actor ConnectionCore {
 
     /// Sends a method that has no reply (`close-ok`, `flow-ok`). A failed send tears the
     /// connection down.
-    private func sendWithoutReply<Method: BitwiseCopyable>(_ methodID: amqp_method_number_t, _ method: Method, on channel: UInt16) {
+    func sendWithoutReply<Method: BitwiseCopyable>(_ methodID: amqp_method_number_t, _ method: Method, on channel: UInt16) {
         guard let connection else { return }
         var method = method
         let status = amqp_send_method(connection, channel, methodID, &method)
@@ -322,7 +322,7 @@ actor ConnectionCore {
         }
     }
 
-    private func ensureOpen() throws {
+    func ensureOpen() throws {
         guard case .open = phase else {
             throw closeReason ?? AMQPError(.connectionClosed, "the connection is not open")
         }
@@ -383,291 +383,20 @@ actor ConnectionCore {
         logger.debug("connection closed", metadata: ["amqp.reason": "\(reason)"])
     }
 
-    private func failChannels(_ error: AMQPError) {
+    func failChannels(_ error: AMQPError) {
         for record in channels.values {
             record.status.markClosed(error)
             record.failPending(first: error, rest: error)
         }
     }
 
-    // MARK: - The event loop's turn
-
-    /// One turn of the event loop, run on the connection's thread between batches of jobs: wait
-    /// for the socket, a job or the next tick; read every frame that is ready; check timers.
-    func turn() {
-        guard let connection else {
-            // Closed: nothing to read, only jobs (which fail fast) until the owner stops.
-            _ = executor.wait(socket: -1, timeoutMilliseconds: -1)
-            return
-        }
-        // Frames may sit inside librabbitmq while the socket has nothing: never sleep on them.
-        let libraryHasData = amqp_frames_enqueued(connection) != 0 || amqp_data_in_buffer(connection) != 0
-        let timeout = libraryHasData ? 0 : milliseconds(until: nextTick)
-        let events = executor.wait(socket: amqp_get_sockfd(connection), timeoutMilliseconds: timeout)
-        let now = clock.now
-        if events != 0 { lastInbound = now }
-        let tickDue = now >= nextTick
-        if events != 0 || libraryHasData || tickDue {
-            readFrames(limit: 4096)
-        }
-        if tickDue {
-            nextTick = now + tickInterval
-            checkTimers(now: now)
-        }
-        if let connection = self.connection {
-            amqp_maybe_release_buffers(connection)
-        }
-    }
-
-    private func milliseconds(until instant: ContinuousClock.Instant) -> Int32 {
-        let remaining = clock.now.duration(to: instant)
-        guard remaining > .zero else { return 0 }
-        let (seconds, attoseconds) = remaining.components
-        // Round up: a 0 ms timeout for a deadline 0.4 ms away would spin.
-        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
-    }
-
-    /// Reads and dispatches frames until librabbitmq has none left (`AMQP_STATUS_TIMEOUT` with a
-    /// zero timeout means the kernel had nothing more) or `limit` were handled. Reading is also
-    /// what makes librabbitmq send heartbeats and notice missed ones.
-    private func readFrames(limit: Int) {
-        var frame = amqp_frame_t()
-        var noWait = timeval(tv_sec: 0, tv_usec: 0)
-        for _ in 0..<limit {
-            guard let connection else { return }
-            let status = amqp_simple_wait_frame_noblock(connection, &frame, &noWait)
-            if status == AMQP_STATUS_TIMEOUT.rawValue { return }
-            guard status == AMQP_STATUS_OK.rawValue else {
-                tearDown(connectionLost(status: status, while: "reading"))
-                return
-            }
-            lastInbound = clock.now
-            handle(frame)
-        }
-    }
-
-    private func checkTimers(now: ContinuousClock.Instant) {
-        if case .closing(let deadline) = phase, now >= deadline {
-            tearDown(AMQPError(.connectionClosed, "the connection was closed by the application (the broker did not confirm within \(configuration.closeTimeout))"))
-            return
-        }
-        if heartbeat > .zero, lastInbound.duration(to: now) > heartbeat * 2 + tickInterval {
-            tearDown(
-                AMQPError(.heartbeatMissed, "the broker sent nothing for more than two heartbeat intervals (\(heartbeat * 2))"))
-            return
-        }
-        for record in channels.values {
-            if case .draining(let until) = record.phase, now >= until {
-                channels[record.number] = nil
-            } else if let head = record.pending.first, now >= head.deadline {
-                tearDown(
-                    AMQPError(
-                        .timeout,
-                        "no reply to \(head.name) on channel \(record.number) within \(configuration.rpcTimeout); the connection was closed because the channel's state is unknown"))
-                return
-            }
-        }
-    }
-
-    // MARK: - Frames
-
-    private func handle(_ frame: amqp_frame_t) {
-        switch Int32(frame.frame_type) {
-        case AMQP_FRAME_METHOD:
-            if frame.channel == 0 {
-                handleConnectionMethod(frame.payload.method)
-            } else {
-                handleChannelMethod(frame.payload.method, channel: frame.channel)
-            }
-        case AMQP_FRAME_HEADER, AMQP_FRAME_BODY:
-            handleContent(frame)
-        case AMQP_FRAME_HEARTBEAT:
-            break
-        default:
-            protocolViolation("the broker sent a frame of unknown type \(frame.frame_type)")
-        }
-    }
-
-    private func handleConnectionMethod(_ method: amqp_method_t) {
-        switch method.id {
-        case AMQP_CONNECTION_CLOSE_METHOD:
-            let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
-            let error = AMQPError(
-                .connectionClosed, "the broker closed the connection", replyCode: close.reply_code,
-                replyText: String(copying: close.reply_text), classID: close.class_id, methodID: close.method_id)
-            sendWithoutReply(AMQP_CONNECTION_CLOSE_OK_METHOD, amqp_connection_close_ok_t(dummy: 0), on: 0)
-            tearDown(error)
-        case AMQP_CONNECTION_CLOSE_OK_METHOD:
-            guard case .closing = phase else {
-                protocolViolation("the broker sent connection.close-ok without a close")
-                return
-            }
-            tearDown(closeReason ?? AMQPError(.connectionClosed, "the connection was closed by the application"))
-        case AMQP_CONNECTION_BLOCKED_METHOD:
-            let blocked = method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
-            let reason = String(copying: blocked.reason)
-            status.update { $0.blockedReason = reason }
-            logger.debug("connection blocked by the broker", metadata: ["amqp.reason": "\(reason)"])
-        case AMQP_CONNECTION_UNBLOCKED_METHOD:
-            status.update { $0.blockedReason = nil }
-            logger.debug("connection unblocked by the broker")
-        default:
-            protocolViolation("the broker sent \(method.id.methodName) on channel 0")
-        }
-    }
-
-    private func handleChannelMethod(_ method: amqp_method_t, channel number: UInt16) {
-        guard let record = channels[number] else {
-            protocolViolation("the broker sent \(method.id.methodName) on channel \(number), which is not open")
-            return
-        }
-        if case .closing = phase { return }  // the broker answers nothing but close-ok now
-        if case .draining = record.phase {
-            if method.id == AMQP_CHANNEL_CLOSE_OK_METHOD { channels[number] = nil }
-            return
-        }
-        switch method.id {
-        case AMQP_CHANNEL_CLOSE_METHOD:
-            channelClosedByBroker(record, method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee)
-        case AMQP_CHANNEL_FLOW_METHOD:
-            let flow = method.decoded.assumingMemoryBound(to: amqp_channel_flow_t.self).pointee
-            sendWithoutReply(AMQP_CHANNEL_FLOW_OK_METHOD, amqp_channel_flow_ok_t(active: flow.active), on: number)
-        default:
-            resolvePending(record, method)
-        }
-    }
-
-    /// The broker closed a channel after an error on it: acknowledge, fail what waits on it, free
-    /// the number.
-    private func channelClosedByBroker(_ record: ChannelRecord, _ close: amqp_channel_close_t) {
-        let error = AMQPError.brokerClosedChannel(
-            replyCode: close.reply_code, replyText: String(copying: close.reply_text), classID: close.class_id,
-            methodID: close.method_id)
-        let later = error.asClosed(.channelClosed, "channel \(record.number) is closed")
-        record.status.markClosed(later)
-        sendWithoutReply(AMQP_CHANNEL_CLOSE_OK_METHOD, amqp_channel_close_ok_t(dummy: 0), on: record.number)
-        logger.debug("channel closed by the broker", metadata: ["amqp.channel": "\(record.number)", "amqp.reason": "\(error)"])
-
-        guard case .closing = record.phase, let ourClose = record.pending.popLast() else {
-            record.failPending(first: error, rest: later)
-            channels[record.number] = nil
-            return
-        }
-        // Our channel.close crossed the broker's: the channel is closed either way, but the
-        // broker may still answer our close, so the number waits before it is reused.
-        record.failPending(first: later, rest: later)
-        record.phase = .draining(until: clock.now + configuration.closeTimeout)
-        ourClose.continuation.resume(returning: .channelCloseOk)
-    }
-
-    private func resolvePending(_ record: ChannelRecord, _ method: amqp_method_t) {
-        guard let waiting = record.pending.first else {
-            protocolViolation("the broker sent \(method.id.methodName) on channel \(record.number), which awaits nothing")
-            return
-        }
-        guard waiting.expected.contains(method.id) else {
-            protocolViolation(
-                "the broker answered \(waiting.name) on channel \(record.number) with \(method.id.methodName)")
-            return
-        }
-        record.pending.removeFirst()
-        switch method.id {
-        case AMQP_BASIC_GET_OK_METHOD:
-            // The message's header and body frames follow; the get resolves when they are in.
-            let ok = method.decoded.assumingMemoryBound(to: amqp_basic_get_ok_t.self).pointee
-            let message = AMQPMessage(
-                body: [], properties: BasicProperties(), deliveryTag: ok.delivery_tag, redelivered: ok.redelivered != 0,
-                exchange: String(copying: ok.exchange), routingKey: String(copying: ok.routing_key),
-                messageCount: ok.message_count)
-            record.incoming = IncomingContent(origin: .get(waiting, message))
-            return
-        case AMQP_CHANNEL_OPEN_OK_METHOD:
-            if case .opening = record.phase { record.phase = .open }
-        case AMQP_CHANNEL_CLOSE_OK_METHOD:
-            channels[record.number] = nil
-            logger.trace("channel closed", metadata: ["amqp.channel": "\(record.number)"])
-        default:
-            break
-        }
-        waiting.continuation.resume(returning: MethodReply(copying: method))
-    }
-
-    /// A content header or body frame: the next part of the message the channel is receiving.
-    private func handleContent(_ frame: amqp_frame_t) {
-        guard let record = channels[frame.channel] else {
-            protocolViolation("the broker sent content on channel \(frame.channel), which is not open")
-            return
-        }
-        if case .closing = phase { return }
-        if case .draining = record.phase { return }
-        guard let incoming = record.incoming else {
-            protocolViolation("the broker sent content on channel \(frame.channel) without a method announcing it")
-            return
-        }
-        if Int32(frame.frame_type) == AMQP_FRAME_HEADER {
-            let header = frame.payload.properties
-            guard incoming.properties == nil, header.class_id == 60 else {
-                protocolViolation("the broker sent an unexpected content header on channel \(frame.channel)")
-                return
-            }
-            record.incoming?.properties = BasicProperties(
-                copying: header.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
-            record.incoming?.bodySize = Int(header.body_size)
-            record.incoming?.body.reserveCapacity(Int(header.body_size))
-        } else {
-            let fragment = UnsafeRawBufferPointer(frame.payload.body_fragment)
-            guard incoming.properties != nil, incoming.body.count + fragment.count <= incoming.bodySize else {
-                protocolViolation("the broker sent an unexpected body frame on channel \(frame.channel)")
-                return
-            }
-            record.incoming?.body.append(contentsOf: fragment)
-        }
-        if let complete = record.incoming, let properties = complete.properties, complete.body.count == complete.bodySize {
-            record.incoming = nil
-            switch complete.origin {
-            case .get(let waiting, var message):
-                message.body = complete.body
-                message.properties = properties
-                waiting.continuation.resume(returning: .getOk(message))
-            }
-        }
-    }
-
-    // MARK: - Publishing
-
-    /// Publishes a message (`basic.publish`, its content header and body frames). Returns once
-    /// librabbitmq has written the frames to the socket.
-    func publish(
-        on key: ChannelKey, exchange: String, routingKey: String, properties: BasicProperties, body: [UInt8]
-    ) throws {
-        try ensureOpen()
-        guard let connection, let record = channels[key.number], record.id == key.id, record.isUsable else {
-            throw key.status.closeReason ?? AMQPError(.channelClosed, "channel \(key.number) is closed")
-        }
-        try properties.validate(frameMax: frameMax)
-        let arena = CArena()
-        var cProperties = try properties.cProperties(arena)
-        let result = body.withUnsafeBytes { bytes in
-            amqp_basic_publish(
-                connection, key.number, arena.bytes(exchange), arena.bytes(routingKey), 0, 0, &cProperties,
-                amqp_bytes_t(len: bytes.count, bytes: UnsafeMutableRawPointer(mutating: bytes.baseAddress)))
-        }
-        withExtendedLifetime(arena) {}
-        guard result == AMQP_STATUS_OK.rawValue else {
-            // Part of the message may be on the wire: the connection cannot be trusted any more.
-            let error = connectionLost(status: result, while: "publishing")
-            tearDown(error)
-            throw error
-        }
-    }
-
-    private func protocolViolation(_ message: String) {
+    func protocolViolation(_ message: String) {
         logger.debug("protocol violation", metadata: ["amqp.reason": "\(message)"])
         tearDown(AMQPError(.protocolError, message))
     }
 
     /// The error for a librabbitmq status that ended the connection.
-    private func connectionLost(status: Int32, while activity: String) -> AMQPError {
+    func connectionLost(status: Int32, while activity: String) -> AMQPError {
         let reason = String(cString: amqp_error_string2(status))
         switch status {
         case AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue:

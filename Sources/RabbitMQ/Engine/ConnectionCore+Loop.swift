@@ -1,0 +1,88 @@
+internal import CRabbitMQ
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension ConnectionCore {
+    // MARK: - The event loop's turn
+
+    /// One turn of the event loop, run on the connection's thread between batches of jobs: wait
+    /// for the socket, a job or the next tick; read every frame that is ready; check timers.
+    func turn() {
+        guard let connection else {
+            // Closed: nothing to read, only jobs (which fail fast) until the owner stops.
+            _ = executor.wait(socket: -1, timeoutMilliseconds: -1)
+            return
+        }
+        // Frames may sit inside librabbitmq while the socket has nothing: never sleep on them.
+        let libraryHasData = amqp_frames_enqueued(connection) != 0 || amqp_data_in_buffer(connection) != 0
+        let timeout = libraryHasData ? 0 : milliseconds(until: nextTick)
+        let events = executor.wait(socket: amqp_get_sockfd(connection), timeoutMilliseconds: timeout)
+        let now = clock.now
+        if events != 0 { lastInbound = now }
+        let tickDue = now >= nextTick
+        if events != 0 || libraryHasData || tickDue {
+            readFrames(limit: 4096)
+        }
+        if tickDue {
+            nextTick = now + tickInterval
+            checkTimers(now: now)
+        }
+        if let connection = self.connection {
+            amqp_maybe_release_buffers(connection)
+        }
+    }
+
+    func milliseconds(until instant: ContinuousClock.Instant) -> Int32 {
+        let remaining = clock.now.duration(to: instant)
+        guard remaining > .zero else { return 0 }
+        let (seconds, attoseconds) = remaining.components
+        // Round up: a 0 ms timeout for a deadline 0.4 ms away would spin.
+        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+    }
+
+    /// Reads and dispatches frames until librabbitmq has none left (`AMQP_STATUS_TIMEOUT` with a
+    /// zero timeout means the kernel had nothing more) or `limit` were handled. Reading is also
+    /// what makes librabbitmq send heartbeats and notice missed ones.
+    func readFrames(limit: Int) {
+        var frame = amqp_frame_t()
+        var noWait = timeval(tv_sec: 0, tv_usec: 0)
+        for _ in 0..<limit {
+            guard let connection else { return }
+            let status = amqp_simple_wait_frame_noblock(connection, &frame, &noWait)
+            if status == AMQP_STATUS_TIMEOUT.rawValue { return }
+            guard status == AMQP_STATUS_OK.rawValue else {
+                tearDown(connectionLost(status: status, while: "reading"))
+                return
+            }
+            lastInbound = clock.now
+            handle(frame)
+        }
+    }
+
+    func checkTimers(now: ContinuousClock.Instant) {
+        if case .closing(let deadline) = phase, now >= deadline {
+            tearDown(AMQPError(.connectionClosed, "the connection was closed by the application (the broker did not confirm within \(configuration.closeTimeout))"))
+            return
+        }
+        if heartbeat > .zero, lastInbound.duration(to: now) > heartbeat * 2 + tickInterval {
+            tearDown(
+                AMQPError(.heartbeatMissed, "the broker sent nothing for more than two heartbeat intervals (\(heartbeat * 2))"))
+            return
+        }
+        for record in channels.values {
+            if case .draining(let until) = record.phase, now >= until {
+                channels[record.number] = nil
+            } else if let head = record.pending.first, now >= head.deadline {
+                tearDown(
+                    AMQPError(
+                        .timeout,
+                        "no reply to \(head.name) on channel \(record.number) within \(configuration.rpcTimeout); the connection was closed because the channel's state is unknown"))
+                return
+            }
+        }
+    }
+}
