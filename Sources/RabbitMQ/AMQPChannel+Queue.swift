@@ -50,6 +50,52 @@ extension AMQPChannel {
         return result
     }
 
+    /// Binds a queue to an exchange (`queue.bind`): the exchange routes messages to it by
+    /// `routingKey` (for a topic exchange a pattern: `order.*`, `#`).
+    ///
+    /// ```swift
+    /// try await channel.queueBind("inventory", exchange: "orders", routingKey: "order.*")
+    /// ```
+    public func queueBind(
+        _ queue: String, exchange: String, routingKey: String = "", arguments: FieldTable = [:]
+    ) async throws {
+        try validateBinding(queue, exchange, routingKey)
+        _ = try await connection.core.call(on: key, AMQP_QUEUE_BIND_METHOD, expecting: [AMQP_QUEUE_BIND_OK_METHOD]) {
+            arena in
+            amqp_queue_bind_t(
+                ticket: 0, queue: arena.bytes(queue), exchange: arena.bytes(exchange),
+                routing_key: arena.bytes(routingKey), nowait: 0, arguments: try arena.table(arguments))
+        }
+    }
+
+    /// Removes a binding (`queue.unbind`); key and arguments must match the binding's.
+    public func queueUnbind(
+        _ queue: String, exchange: String, routingKey: String = "", arguments: FieldTable = [:]
+    ) async throws {
+        try validateBinding(queue, exchange, routingKey)
+        _ = try await connection.core.call(
+            on: key, AMQP_QUEUE_UNBIND_METHOD, expecting: [AMQP_QUEUE_UNBIND_OK_METHOD]
+        ) { arena in
+            amqp_queue_unbind_t(
+                ticket: 0, queue: arena.bytes(queue), exchange: arena.bytes(exchange),
+                routing_key: arena.bytes(routingKey), arguments: try arena.table(arguments))
+        }
+    }
+
+    /// Removes every ready message from a queue (`queue.purge`) and returns how many there were.
+    /// Unacknowledged deliveries are not touched.
+    @discardableResult
+    public func queuePurge(_ name: String) async throws -> UInt32 {
+        try AMQPValidation.shortString(name, "the queue name")
+        let reply = try await connection.core.call(
+            on: key, AMQP_QUEUE_PURGE_METHOD, expecting: [AMQP_QUEUE_PURGE_OK_METHOD]
+        ) { arena in
+            amqp_queue_purge_t(ticket: 0, queue: arena.bytes(name), nowait: 0)
+        }
+        guard case .purgeOk(let messageCount) = reply else { throw AMQPError.unexpectedReply(reply) }
+        return messageCount
+    }
+
     /// Deletes a queue (`queue.delete`) and returns how many messages it held.
     ///
     /// - Parameters:

@@ -71,6 +71,15 @@ extension AMQPConnection {
         public var closeTimeout: Duration = .seconds(10)
         /// A name for this connection, shown in the RabbitMQ management UI and `rabbitmqctl`.
         public var connectionName: String?
+        /// How long a publish waits while the broker blocks the connection (`connection.blocked`,
+        /// sent during a memory or disk alarm) before it fails with
+        /// ``AMQPError/Code/blockedTimeout``.
+        public var blockedPublishTimeout: Duration = .seconds(60)
+        /// Called when the broker blocks the connection's publishers, with its reason (e.g.
+        /// `low on memory`). Runs on the connection's thread: return quickly.
+        public var onBlocked: (@Sendable (String) -> Void)?
+        /// Called when the broker unblocks the connection. Runs on the connection's thread.
+        public var onUnblocked: (@Sendable () -> Void)?
 
         /// Creates a configuration for the broker on `host`, logging in as guest to vhost `/`.
         public init(host: String = "localhost", port: Int = 5672) {

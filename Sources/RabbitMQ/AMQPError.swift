@@ -21,7 +21,7 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
             case connectionClosed, channelClosed, accessRefused, notFound, preconditionFailed
             case resourceLocked, timeout, heartbeatMissed, publishNacked, publishReturned
             case blockedTimeout, invalidArgument, libraryFailure, connectionFailed
-            case protocolError, channelLimitReached
+            case protocolError, channelLimitReached, consumerCancelled, alreadyAcknowledged
         }
 
         private let base: Base
@@ -61,6 +61,11 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let protocolError = Code(.protocolError)
         /// Every channel number the connection negotiated is in use.
         public static let channelLimitReached = Code(.channelLimitReached)
+        /// The broker cancelled a consumer (its queue was deleted, for instance).
+        public static let consumerCancelled = Code(.consumerCancelled)
+        /// A delivery was acknowledged, rejected or auto-acknowledged already, or its tag is not
+        /// outstanding on the channel. Nothing was sent, so the channel stays open.
+        public static let alreadyAcknowledged = Code(.alreadyAcknowledged)
 
         public var description: String { base.rawValue }
     }

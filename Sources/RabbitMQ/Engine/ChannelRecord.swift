@@ -14,6 +14,14 @@ final class ChannelRecord {
         case draining(until: ContinuousClock.Instant)
     }
 
+    /// A consumer's end of its delivery sequence.
+    struct Consumer {
+        let continuation: AsyncThrowingStream<DeliveryContent, any Error>.Continuation
+        let autoAck: Bool
+        /// `basic.cancel` sent: deliveries still in flight are handed back to the broker.
+        var cancelling = false
+    }
+
     let number: UInt16
     /// Unique per connection: tells this channel from earlier ones with the same number.
     let id: UInt64
@@ -23,6 +31,13 @@ final class ChannelRecord {
     var pending: Deque<PendingReply> = []
     /// A message whose content header and body frames are still arriving.
     var incoming: IncomingContent?
+    /// Consumers by tag.
+    var consumers: [String: Consumer] = [:]
+    /// Tags of deliveries (manual acknowledgement, and `basic.get`) not yet acknowledged:
+    /// acknowledging anything else would make the broker close the channel (406).
+    var outstandingTags: Set<UInt64> = []
+    /// Publisher confirms, from `confirm.select` on.
+    var confirms: ConfirmTracker?
 
     init(number: UInt16, id: UInt64) {
         self.number = number
@@ -37,38 +52,63 @@ final class ChannelRecord {
         }
     }
 
-    /// Fails every waiting task: the first with `first` (the method the broker refused), the rest
-    /// with `rest`.
-    func failPending(first: AMQPError, rest: AMQPError) {
+    /// Ends everything that waits on the channel: the first waiting call fails with `first` (it
+    /// is the method the broker refused), every other one, unconfirmed publish and consumer with
+    /// `rest`. Consumers end normally instead when the application closed the channel.
+    func terminate(first: AMQPError, rest: AMQPError, consumersEndNormally: Bool = false) {
         var error = first
         if let incoming {
             self.incoming = nil
-            switch incoming.origin {
-            case .get(let waiting, _): waiting.continuation.resume(throwing: error)
-            }
+            if case .get(let waiting) = incoming.origin { waiting.continuation.resume(throwing: error) }
             error = rest
         }
         while let reply = pending.popFirst() {
             reply.continuation.resume(throwing: error)
             error = rest
         }
+        for consumer in consumers.values {
+            if consumersEndNormally { consumer.continuation.finish() } else { consumer.continuation.finish(throwing: rest) }
+        }
+        consumers.removeAll()
+        outstandingTags.removeAll()
+        confirms?.failAll(rest)
+        status.returnsContinuation.finish()
     }
 }
 
 /// A message being assembled from its method, content header and body frames, which arrive
 /// one after another on the channel (other channels' frames may come in between).
 struct IncomingContent {
-    /// The method that announced the content, and who waits for it.
+    /// The method that announced the content.
     enum Origin {
-        /// `basic.get-ok`: the message (body and properties still empty) and the waiting `basic.get`.
-        case get(PendingReply, AMQPMessage)
+        /// `basic.get-ok`, answering the waiting `basic.get`.
+        case get(PendingReply)
+        /// `basic.deliver` to a consumer.
+        case deliver
+        /// `basic.return` of an unroutable mandatory message.
+        case `return`(replyCode: UInt16, replyText: String)
     }
 
     let origin: Origin
-    /// Set by the content header.
-    var properties: BasicProperties?
+    /// Body and properties are filled in as the header and body frames arrive.
+    var content: DeliveryContent
+    var headerReceived = false
     var bodySize = 0
-    var body: [UInt8] = []
 
-    init(origin: Origin) { self.origin = origin }
+    init(origin: Origin, content: DeliveryContent) {
+        self.origin = origin
+        self.content = content
+    }
+}
+
+/// A delivered message as the engine assembles it; the public ``AMQPDelivery`` adds the channel.
+struct DeliveryContent: Sendable {
+    var body: [UInt8] = []
+    var properties = BasicProperties()
+    var deliveryTag: UInt64 = 0
+    var redelivered = false
+    var exchange = ""
+    var routingKey = ""
+    var consumerTag: String?
+    var messageCount: UInt32?
 }

@@ -1,8 +1,7 @@
 internal import CRabbitMQ
 
+/// Dispatching the frames the loop reads: by channel, then by method.
 extension ConnectionCore {
-    // MARK: - Frames
-
     func handle(_ frame: amqp_frame_t) {
         switch Int32(frame.frame_type) {
         case AMQP_FRAME_METHOD:
@@ -37,12 +36,9 @@ extension ConnectionCore {
             tearDown(closeReason ?? AMQPError(.connectionClosed, "the connection was closed by the application"))
         case AMQP_CONNECTION_BLOCKED_METHOD:
             let blocked = method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
-            let reason = String(copying: blocked.reason)
-            status.update { $0.blockedReason = reason }
-            logger.debug("connection blocked by the broker", metadata: ["amqp.reason": "\(reason)"])
+            connectionBlocked(reason: String(copying: blocked.reason))
         case AMQP_CONNECTION_UNBLOCKED_METHOD:
-            status.update { $0.blockedReason = nil }
-            logger.debug("connection unblocked by the broker")
+            connectionUnblocked()
         default:
             protocolViolation("the broker sent \(method.id.methodName) on channel 0")
         }
@@ -58,7 +54,34 @@ extension ConnectionCore {
             if method.id == AMQP_CHANNEL_CLOSE_OK_METHOD { channels[number] = nil }
             return
         }
+        guard record.incoming == nil else {
+            protocolViolation("the broker sent \(method.id.methodName) on channel \(number) in the middle of a message")
+            return
+        }
         switch method.id {
+        case AMQP_BASIC_DELIVER_METHOD:
+            let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+            record.incoming = IncomingContent(
+                origin: .deliver,
+                content: DeliveryContent(
+                    deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0,
+                    exchange: String(copying: deliver.exchange), routingKey: String(copying: deliver.routing_key),
+                    consumerTag: String(copying: deliver.consumer_tag)))
+        case AMQP_BASIC_ACK_METHOD:
+            let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            confirmed(record, tag: ack.delivery_tag, multiple: ack.multiple != 0, nacked: false)
+        case AMQP_BASIC_NACK_METHOD:
+            let nack = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            confirmed(record, tag: nack.delivery_tag, multiple: nack.multiple != 0, nacked: true)
+        case AMQP_BASIC_RETURN_METHOD:
+            let returned = method.decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
+            record.incoming = IncomingContent(
+                origin: .return(replyCode: returned.reply_code, replyText: String(copying: returned.reply_text)),
+                content: DeliveryContent(
+                    exchange: String(copying: returned.exchange), routingKey: String(copying: returned.routing_key)))
+        case AMQP_BASIC_CANCEL_METHOD:
+            let cancel = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
+            consumerCancelledByBroker(record, tag: String(copying: cancel.consumer_tag), replyExpected: cancel.nowait == 0)
         case AMQP_CHANNEL_CLOSE_METHOD:
             channelClosedByBroker(record, method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee)
         case AMQP_CHANNEL_FLOW_METHOD:
@@ -81,17 +104,18 @@ extension ConnectionCore {
         logger.debug("channel closed by the broker", metadata: ["amqp.channel": "\(record.number)", "amqp.reason": "\(error)"])
 
         guard case .closing = record.phase, let ourClose = record.pending.popLast() else {
-            record.failPending(first: error, rest: later)
+            record.terminate(first: error, rest: later)
             channels[record.number] = nil
             return
         }
         // Our channel.close crossed the broker's: the channel is closed either way, but the
         // broker may still answer our close, so the number waits before it is reused.
-        record.failPending(first: later, rest: later)
+        record.terminate(first: later, rest: later)
         record.phase = .draining(until: clock.now + configuration.closeTimeout)
         ourClose.continuation.resume(returning: .channelCloseOk)
     }
 
+    /// A reply to the oldest synchronous method waiting on the channel.
     func resolvePending(_ record: ChannelRecord, _ method: amqp_method_t) {
         guard let waiting = record.pending.first else {
             protocolViolation("the broker sent \(method.id.methodName) on channel \(record.number), which awaits nothing")
@@ -107,21 +131,32 @@ extension ConnectionCore {
         case AMQP_BASIC_GET_OK_METHOD:
             // The message's header and body frames follow; the get resolves when they are in.
             let ok = method.decoded.assumingMemoryBound(to: amqp_basic_get_ok_t.self).pointee
-            let message = AMQPMessage(
-                body: [], properties: BasicProperties(), deliveryTag: ok.delivery_tag, redelivered: ok.redelivered != 0,
-                exchange: String(copying: ok.exchange), routingKey: String(copying: ok.routing_key),
-                messageCount: ok.message_count)
-            record.incoming = IncomingContent(origin: .get(waiting, message))
+            record.incoming = IncomingContent(
+                origin: .get(waiting),
+                content: DeliveryContent(
+                    deliveryTag: ok.delivery_tag, redelivered: ok.redelivered != 0,
+                    exchange: String(copying: ok.exchange), routingKey: String(copying: ok.routing_key),
+                    messageCount: ok.message_count))
             return
+        case AMQP_BASIC_CANCEL_OK_METHOD:
+            // Ends the sequence here, in frame order: no delivery for it can follow.
+            let ok = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_ok_t.self).pointee
+            record.consumers.removeValue(forKey: String(copying: ok.consumer_tag))?.continuation.finish()
         case AMQP_CHANNEL_OPEN_OK_METHOD:
             if case .opening = record.phase { record.phase = .open }
         case AMQP_CHANNEL_CLOSE_OK_METHOD:
             channels[record.number] = nil
+            record.terminate(
+                first: closedByApplication(record), rest: closedByApplication(record), consumersEndNormally: true)
             logger.trace("channel closed", metadata: ["amqp.channel": "\(record.number)"])
         default:
             break
         }
         waiting.continuation.resume(returning: MethodReply(copying: method))
+    }
+
+    private func closedByApplication(_ record: ChannelRecord) -> AMQPError {
+        record.status.closeReason ?? AMQPError(.channelClosed, "channel \(record.number) was closed by the application")
     }
 
     /// A content header or body frame: the next part of the message the channel is receiving.
@@ -138,30 +173,39 @@ extension ConnectionCore {
         }
         if Int32(frame.frame_type) == AMQP_FRAME_HEADER {
             let header = frame.payload.properties
-            guard incoming.properties == nil, header.class_id == 60 else {
+            guard !incoming.headerReceived, header.class_id == 60 else {
                 protocolViolation("the broker sent an unexpected content header on channel \(frame.channel)")
                 return
             }
-            record.incoming?.properties = BasicProperties(
+            record.incoming?.headerReceived = true
+            record.incoming?.content.properties = BasicProperties(
                 copying: header.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
             record.incoming?.bodySize = Int(header.body_size)
-            record.incoming?.body.reserveCapacity(Int(header.body_size))
+            record.incoming?.content.body.reserveCapacity(Int(header.body_size))
         } else {
             let fragment = UnsafeRawBufferPointer(frame.payload.body_fragment)
-            guard incoming.properties != nil, incoming.body.count + fragment.count <= incoming.bodySize else {
+            guard incoming.headerReceived, incoming.content.body.count + fragment.count <= incoming.bodySize else {
                 protocolViolation("the broker sent an unexpected body frame on channel \(frame.channel)")
                 return
             }
-            record.incoming?.body.append(contentsOf: fragment)
+            record.incoming?.content.body.append(contentsOf: fragment)
         }
-        if let complete = record.incoming, let properties = complete.properties, complete.body.count == complete.bodySize {
-            record.incoming = nil
-            switch complete.origin {
-            case .get(let waiting, var message):
-                message.body = complete.body
-                message.properties = properties
-                waiting.continuation.resume(returning: .getOk(message))
-            }
+        guard let complete = record.incoming, complete.headerReceived, complete.content.body.count == complete.bodySize
+        else { return }
+        record.incoming = nil
+        switch complete.origin {
+        case .get(let waiting):
+            if !waiting.autoAck { record.outstandingTags.insert(complete.content.deliveryTag) }
+            waiting.continuation.resume(returning: .getOk(complete.content))
+        case .deliver:
+            deliver(complete.content, on: record)
+        case .return(let replyCode, let replyText):
+            returned(complete.content, replyCode: replyCode, replyText: replyText, on: record)
         }
+    }
+
+    func protocolViolation(_ message: String) {
+        logger.debug("protocol violation", metadata: ["amqp.reason": "\(message)"])
+        tearDown(AMQPError(.protocolError, message))
     }
 }

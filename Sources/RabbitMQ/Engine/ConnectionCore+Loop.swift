@@ -73,6 +73,7 @@ extension ConnectionCore {
                 AMQPError(.heartbeatMissed, "the broker sent nothing for more than two heartbeat intervals (\(heartbeat * 2))"))
             return
         }
+        expireBlockedPublishers(now: now)
         for record in channels.values {
             if case .draining(let until) = record.phase, now >= until {
                 channels[record.number] = nil

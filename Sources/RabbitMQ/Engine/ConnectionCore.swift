@@ -51,6 +51,12 @@ actor ConnectionCore {
     /// Why the connection is closed (or closing); every later call fails with it.
     var closeReason: AMQPError?
     var closeWaiters: [CheckedContinuation<Void, Never>] = []
+    /// The broker's reason while it blocks publishing (`connection.blocked`).
+    var blockedReason: String?
+    /// Publishes waiting for `connection.unblocked`, each until its deadline.
+    var blockedPublishers: [(continuation: CheckedContinuation<Void, any Error>, deadline: ContinuousClock.Instant)] = []
+    /// Numbers client-generated consumer tags.
+    var nextConsumerNumber = 1
     /// When the last byte arrived from the broker, for the missed-heartbeat watchdog.
     var lastInbound: ContinuousClock.Instant
     /// The loop reads (so librabbitmq sends and checks heartbeats) and checks its timers at least
@@ -94,8 +100,9 @@ actor ConnectionCore {
         frameMax = UInt32(clamping: amqp_get_frame_max(connection))
         let negotiatedHeartbeat = amqp_get_heartbeat(connection)
         heartbeat = .seconds(negotiatedHeartbeat)
-        // librabbitmq only sends heartbeats from its read functions: read at least 4 times a period.
-        tickInterval = negotiatedHeartbeat > 0 ? heartbeat / 4 : .seconds(1)
+        // librabbitmq only sends heartbeats from its read functions: read at least 4 times a
+        // period, and at least every second for the timers (RPC, close and blocked deadlines).
+        tickInterval = negotiatedHeartbeat > 0 ? min(heartbeat / 4, .seconds(1)) : .seconds(1)
         lastInbound = clock.now
         nextTick = clock.now + tickInterval
         let serverProperties = amqp_get_server_properties(connection).map { FieldTable(copying: $0.pointee) } ?? [:]
@@ -276,18 +283,24 @@ actor ConnectionCore {
     /// the channel untouched.
     func call<Method: BitwiseCopyable>(
         on key: ChannelKey, _ method: amqp_method_number_t, expecting replies: [amqp_method_number_t],
-        build: @Sendable (CArena) throws -> Method
+        autoAck: Bool = false, build: @Sendable (CArena) throws -> Method
     ) async throws -> MethodReply {
+        let record = try usableRecord(key)
+        return try await send(on: record, method, expecting: replies, autoAck: autoAck, build: build)
+    }
+
+    /// The channel's record, if the connection is open and the channel is this instance and open.
+    func usableRecord(_ key: ChannelKey) throws -> ChannelRecord {
         try ensureOpen()
         guard let record = channels[key.number], record.id == key.id, record.isUsable else {
             throw key.status.closeReason ?? AMQPError(.channelClosed, "channel \(key.number) is closed")
         }
-        return try await send(on: record, method, expecting: replies, build: build)
+        return record
     }
 
     func send<Method: BitwiseCopyable>(
         on record: ChannelRecord, _ methodID: amqp_method_number_t, expecting replies: [amqp_method_number_t],
-        build: (CArena) throws -> Method
+        autoAck: Bool = false, build: (CArena) throws -> Method
     ) async throws -> MethodReply {
         let arena = CArena()
         var method = try build(arena)
@@ -307,7 +320,7 @@ actor ConnectionCore {
             record.pending.append(
                 PendingReply(
                     expected: replies, continuation: continuation, deadline: clock.now + configuration.rpcTimeout,
-                    name: methodID.methodName))
+                    name: methodID.methodName, autoAck: autoAck))
         }
     }
 
@@ -348,7 +361,8 @@ actor ConnectionCore {
         status.update { $0.isOpen = false }
         // After connection.close the broker ignores everything but close-ok: nothing pending
         // will be answered.
-        failChannels(error)
+        failChannels(error, applicationInitiated: true)
+        failBlockedPublishers(error)
         let arena = CArena()
         sendWithoutReply(
             AMQP_CONNECTION_CLOSE_METHOD,
@@ -373,6 +387,7 @@ actor ConnectionCore {
             $0.blockedReason = nil
         }
         failChannels(reason)
+        failBlockedPublishers(reason)
         channels.removeAll()
         if let connection {
             amqp_destroy_connection(connection)
@@ -383,16 +398,11 @@ actor ConnectionCore {
         logger.debug("connection closed", metadata: ["amqp.reason": "\(reason)"])
     }
 
-    func failChannels(_ error: AMQPError) {
+    func failChannels(_ error: AMQPError, applicationInitiated: Bool = false) {
         for record in channels.values {
             record.status.markClosed(error)
-            record.failPending(first: error, rest: error)
+            record.terminate(first: error, rest: error, consumersEndNormally: applicationInitiated)
         }
-    }
-
-    func protocolViolation(_ message: String) {
-        logger.debug("protocol violation", metadata: ["amqp.reason": "\(message)"])
-        tearDown(AMQPError(.protocolError, message))
     }
 
     /// The error for a librabbitmq status that ended the connection.

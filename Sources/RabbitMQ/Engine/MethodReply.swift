@@ -7,8 +7,9 @@ enum MethodReply: Sendable {
     case channelCloseOk
     case queueDeclareOk(AMQPChannel.QueueDeclareResult)
     case queueDeleteOk(messageCount: UInt32)
-    case getOk(AMQPMessage)
+    case getOk(DeliveryContent)
     case getEmpty
+    case purgeOk(messageCount: UInt32)
     /// A reply whose arguments nobody needs (e.g. `queue.bind-ok`).
     case empty(id: UInt32)
 
@@ -24,6 +25,9 @@ enum MethodReply: Sendable {
             let ok = method.decoded.assumingMemoryBound(to: amqp_queue_declare_ok_t.self).pointee
             self = .queueDeclareOk(
                 .init(name: String(copying: ok.queue), messageCount: ok.message_count, consumerCount: ok.consumer_count))
+        case AMQP_QUEUE_PURGE_OK_METHOD:
+            let ok = method.decoded.assumingMemoryBound(to: amqp_queue_purge_ok_t.self).pointee
+            self = .purgeOk(messageCount: ok.message_count)
         case AMQP_QUEUE_DELETE_OK_METHOD:
             let ok = method.decoded.assumingMemoryBound(to: amqp_queue_delete_ok_t.self).pointee
             self = .queueDeleteOk(messageCount: ok.message_count)
@@ -42,6 +46,8 @@ struct PendingReply {
     let deadline: ContinuousClock.Instant
     /// The request, for error messages (`queue.declare`).
     let name: String
+    /// For `basic.get`: the message comes auto-acknowledged, so its tag is never outstanding.
+    var autoAck = false
 }
 
 /// AMQP method ids as librabbitmq defines them (class id << 16 | method id).

@@ -22,6 +22,14 @@ final class ConnectionStatus: Sendable {
 /// on a closed channel reports why it closed even after the channel number was reused.
 final class ChannelStatus: Sendable {
     private let reason = Locked<AMQPError?>(nil)
+    /// Returned mandatory messages that no confirm-mode publish took (see
+    /// ``AMQPChannel/returnedMessages``).
+    let returns: AsyncStream<ReturnedMessage>
+    let returnsContinuation: AsyncStream<ReturnedMessage>.Continuation
+
+    init() {
+        (returns, returnsContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1024))
+    }
 
     var closeReason: AMQPError? { reason.withLock { $0 } }
 

@@ -1,0 +1,62 @@
+/// A message the broker delivered: to a consumer (``AMQPConsumer``) or in answer to
+/// ``AMQPChannel/basicGet(queue:autoAck:)``.
+///
+/// Unless it was consumed with `autoAck`, acknowledge it once, with ``ack()``, ``nack(requeue:)``
+/// or ``reject(requeue:)``, on the channel it came on. Until then the broker counts it against
+/// the consumer's prefetch, and redelivers it if the channel closes.
+public struct AMQPDelivery: Sendable {
+    /// The body, exactly as published.
+    public var body: [UInt8]
+    /// The properties it was published with.
+    public var properties: BasicProperties
+    /// The channel-scoped tag that identifies it for acknowledgement.
+    public var deliveryTag: UInt64
+    /// Whether the broker delivered it before without an acknowledgement (a requeue, a
+    /// recovered channel, a consumer that went away).
+    public var redelivered: Bool
+    /// The exchange it was published to (empty for the default exchange).
+    public var exchange: String
+    /// The routing key it was published with.
+    public var routingKey: String
+    /// The consumer it was delivered to; `nil` for `basic.get`.
+    public var consumerTag: String?
+    /// For `basic.get`: how many messages were left in the queue after this one.
+    public var messageCount: UInt32?
+    /// The channel it arrived on; acknowledgements go back on it.
+    public let channel: AMQPChannel
+    /// Whether the broker considered it acknowledged on sending (`autoAck`).
+    public let isAutoAcknowledged: Bool
+
+    /// The body as UTF-8 text.
+    public var bodyString: String { String(decoding: body, as: UTF8.self) }
+
+    /// Acknowledges the message: the broker forgets it.
+    ///
+    /// - Throws: ``AMQPError/Code/alreadyAcknowledged`` when it was acknowledged, rejected or
+    ///   auto-acknowledged already; ``AMQPError/Code/channelClosed`` when its channel closed (the
+    ///   broker then redelivers it). Neither closes the channel: nothing is sent.
+    public func ack() async throws {
+        try await channel.acknowledge(self, .ack)
+    }
+
+    /// Rejects the message (`basic.nack`): back into the queue with `requeue`, otherwise
+    /// dead-lettered (if the queue has a dead-letter exchange) or dropped.
+    public func nack(requeue: Bool = true) async throws {
+        try await channel.acknowledge(self, .nack(requeue: requeue))
+    }
+
+    /// Rejects the message (`basic.reject`); the same as ``nack(requeue:)`` for one message.
+    public func reject(requeue: Bool = false) async throws {
+        try await channel.acknowledge(self, .reject(requeue: requeue))
+    }
+}
+
+/// What to tell the broker about a delivered message.
+public enum AcknowledgementKind: Sendable, Hashable {
+    /// `basic.ack`.
+    case ack
+    /// `basic.nack`.
+    case nack(requeue: Bool)
+    /// `basic.reject`.
+    case reject(requeue: Bool)
+}

@@ -1,0 +1,105 @@
+import DequeModule
+
+/// Publisher confirms on one channel: the publishes the broker has not confirmed yet, in
+/// sequence order, and the tasks waiting for room in the window.
+final class ConfirmTracker {
+    struct Unconfirmed {
+        let sequence: UInt64
+        let confirmation: PublishConfirmation
+        /// For a mandatory publish: what a `basic.return` of it would say.
+        let returnKey: ReturnKey?
+        /// Set when the broker returned it; its confirm then fails with this.
+        var returned: AMQPError?
+    }
+
+    /// `basic.return` carries no sequence number. A returned mandatory message is matched to
+    /// the oldest unconfirmed mandatory publish with the same exchange, routing key, body size
+    /// and message id: publishes alike in all four route alike unless bindings change between.
+    struct ReturnKey: Equatable {
+        let exchange: String
+        let routingKey: String
+        let bodySize: Int
+        let messageID: String?
+    }
+
+    /// Most unconfirmed publishes in flight; a publish beyond it waits.
+    var window: Int
+    private(set) var nextSequence: UInt64 = 1
+    private(set) var unconfirmed: Deque<Unconfirmed> = []
+    private var windowWaiters: [CheckedContinuation<Void, any Error>] = []
+
+    init(window: Int) {
+        self.window = max(window, 1)
+    }
+
+    var isFull: Bool { unconfirmed.count >= window }
+
+    /// Registers a publish that was just sent.
+    func record(returnKey: ReturnKey?) -> PublishConfirmation {
+        let confirmation = PublishConfirmation(sequenceNumber: nextSequence)
+        unconfirmed.append(Unconfirmed(sequence: nextSequence, confirmation: confirmation, returnKey: returnKey))
+        nextSequence += 1
+        return confirmation
+    }
+
+    func waitForRoom(_ continuation: CheckedContinuation<Void, any Error>) {
+        windowWaiters.append(continuation)
+    }
+
+    /// `basic.ack` (or `basic.nack` when `nacked`) for `tag`, or for every sequence up to it when
+    /// `multiple`. Returns false when the tag matches nothing outstanding.
+    func confirm(tag: UInt64, multiple: Bool, nacked: Bool) -> Bool {
+        var settled: [Unconfirmed] = []
+        if multiple {
+            while let first = unconfirmed.first, first.sequence <= tag { settled.append(unconfirmed.removeFirst()) }
+        } else if let index = index(of: tag) {
+            settled.append(unconfirmed.remove(at: index))
+        }
+        for publish in settled {
+            if nacked {
+                publish.confirmation.resolve(
+                    .failure(publish.returned ?? AMQPError(.publishNacked, "the broker refused message \(publish.sequence) (basic.nack)")))
+            } else if let returned = publish.returned {
+                publish.confirmation.resolve(.failure(returned))
+            } else {
+                publish.confirmation.resolve(.success(()))
+            }
+        }
+        if !settled.isEmpty { wakeWindowWaiters() }
+        return !settled.isEmpty
+    }
+
+    /// Marks the publish a `basic.return` refers to; false when none matches.
+    func markReturned(_ key: ReturnKey, error: AMQPError) -> Bool {
+        guard let index = unconfirmed.firstIndex(where: { $0.returned == nil && $0.returnKey == key }) else {
+            return false
+        }
+        unconfirmed[index].returned = error
+        return true
+    }
+
+    /// The channel or connection closed: every unconfirmed publish's outcome is unknown.
+    func failAll(_ error: AMQPError) {
+        while let publish = unconfirmed.popFirst() { publish.confirmation.resolve(.failure(error)) }
+        let waiters = windowWaiters
+        windowWaiters.removeAll()
+        for waiter in waiters { waiter.resume(throwing: error) }
+    }
+
+    private func wakeWindowWaiters() {
+        let waiters = windowWaiters
+        windowWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Sequence numbers ascend through the deque: binary search.
+    private func index(of sequence: UInt64) -> Int? {
+        var low = unconfirmed.startIndex
+        var high = unconfirmed.endIndex
+        while low < high {
+            let middle = (low + high) / 2
+            if unconfirmed[middle].sequence < sequence { low = middle + 1 } else { high = middle }
+        }
+        return low < unconfirmed.endIndex && unconfirmed[low].sequence == sequence ? low : nil
+    }
+}

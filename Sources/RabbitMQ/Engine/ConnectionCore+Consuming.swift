@@ -1,0 +1,141 @@
+internal import CRabbitMQ
+
+/// Consuming: consumers, deliveries and their acknowledgements.
+extension ConnectionCore {
+    /// Starts a consumer (`basic.consume`) and returns the sequence its deliveries go to.
+    func consume(
+        on key: ChannelKey, queue: String, consumerTag: String, autoAck: Bool, exclusive: Bool, arguments: FieldTable
+    ) async throws -> (tag: String, deliveries: AsyncThrowingStream<DeliveryContent, any Error>) {
+        let record = try usableRecord(key)
+        // Deliveries may follow consume-ok in the same read, before the awaiting task runs:
+        // the sequence must exist first, so the tag is chosen here rather than by the broker.
+        let tag = consumerTag.isEmpty ? "swift-rabbitmq-\(key.number)-\(nextConsumerNumber)" : consumerTag
+        if consumerTag.isEmpty { nextConsumerNumber += 1 }
+        guard record.consumers[tag] == nil else {
+            // The broker would close the whole connection (530) for a duplicate tag.
+            throw AMQPError(.invalidArgument, "the consumer tag '\(tag)' is already in use on channel \(key.number)")
+        }
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: DeliveryContent.self)
+        record.consumers[tag] = ChannelRecord.Consumer(continuation: continuation, autoAck: autoAck)
+        do {
+            _ = try await send(on: record, AMQP_BASIC_CONSUME_METHOD, expecting: [AMQP_BASIC_CONSUME_OK_METHOD]) { arena in
+                amqp_basic_consume_t(
+                    ticket: 0, queue: arena.bytes(queue), consumer_tag: arena.bytes(tag), no_local: 0,
+                    no_ack: amqpBoolean(autoAck), exclusive: amqpBoolean(exclusive), nowait: 0,
+                    arguments: try arena.table(arguments))
+            }
+        } catch {
+            record.consumers[tag] = nil
+            continuation.finish(throwing: error)
+            throw error
+        }
+        // A consumer whose sequence is abandoned (loop left, task cancelled) is cancelled on the
+        // broker, so its messages go to other consumers.
+        continuation.onTermination = { [weak self] termination in
+            guard case .cancelled = termination, let self else { return }
+            Task { await self.cancelConsumer(on: key, tag: tag) }
+        }
+        return (tag, stream)
+    }
+
+    /// Cancels a consumer (`basic.cancel`); its sequence ends when `cancel-ok` arrives. Nothing
+    /// happens for an unknown tag or a closed channel.
+    func cancelConsumer(on key: ChannelKey, tag: String) async {
+        guard let record = try? usableRecord(key), var consumer = record.consumers[tag], !consumer.cancelling else {
+            return
+        }
+        consumer.cancelling = true
+        record.consumers[tag] = consumer
+        _ = try? await send(on: record, AMQP_BASIC_CANCEL_METHOD, expecting: [AMQP_BASIC_CANCEL_OK_METHOD]) { arena in
+            amqp_basic_cancel_t(consumer_tag: arena.bytes(tag), nowait: 0)
+        }
+    }
+
+    /// Hands a complete delivery to its consumer.
+    func deliver(_ content: DeliveryContent, on record: ChannelRecord) {
+        let tag = content.consumerTag ?? ""
+        guard let consumer = record.consumers[tag] else {
+            // Cannot happen with a well-behaved broker (deliveries stop at cancel-ok); if it
+            // does, the channel's close will requeue it.
+            logger.debug("delivery for an unknown consumer", metadata: ["amqp.consumer": "\(tag)"])
+            return
+        }
+        if consumer.cancelling {
+            // In flight when basic.cancel was sent: give it back rather than to nobody.
+            if !consumer.autoAck, let connection {
+                let status = amqp_basic_reject(connection, record.number, content.deliveryTag, 1)
+                if status != AMQP_STATUS_OK.rawValue { tearDown(connectionLost(status: status, while: "rejecting")) }
+            }
+            return
+        }
+        if !consumer.autoAck { record.outstandingTags.insert(content.deliveryTag) }
+        consumer.continuation.yield(content)
+    }
+
+    /// `basic.cancel` from the broker: the queue was deleted, or similar. The sequence ends with
+    /// the reason; the broker expects `cancel-ok` unless it said `nowait`.
+    func consumerCancelledByBroker(_ record: ChannelRecord, tag: String, replyExpected: Bool) {
+        let consumer = record.consumers.removeValue(forKey: tag)
+        consumer?.continuation.finish(
+            throwing: AMQPError(
+                .consumerCancelled,
+                "the broker cancelled consumer '\(tag)' on channel \(record.number) (its queue was deleted or became unavailable)"))
+        logger.debug("consumer cancelled by the broker", metadata: ["amqp.consumer": "\(tag)"])
+        if replyExpected {
+            let arena = CArena()
+            sendWithoutReply(AMQP_BASIC_CANCEL_OK_METHOD, amqp_basic_cancel_ok_t(consumer_tag: arena.bytes(tag)), on: record.number)
+            withExtendedLifetime(arena) {}
+        }
+    }
+
+    /// Acknowledges, nacks or rejects deliveries. Checked before sending, so a mistake is an
+    /// error for the caller and never a 406 that closes the channel: the tag must be outstanding
+    /// on this very channel instance (with `multiple`, tag 0 means every outstanding one).
+    func acknowledge(on key: ChannelKey, deliveryTag: UInt64, multiple: Bool, kind: AcknowledgementKind) throws {
+        let record: ChannelRecord
+        do {
+            record = try usableRecord(key)
+        } catch let error as AMQPError {
+            throw error.asClosed(
+                .channelClosed, "the delivery's channel is closed, so it cannot be acknowledged (the broker redelivers it)")
+        }
+        guard let connection else { throw closeReason ?? AMQPError(.connectionClosed, "the connection is closed") }
+        if multiple {
+            guard deliveryTag == 0 ? !record.outstandingTags.isEmpty : record.outstandingTags.contains(deliveryTag) else {
+                throw AMQPError(.alreadyAcknowledged, "delivery tag \(deliveryTag) is not outstanding on channel \(key.number)")
+            }
+            let covered = deliveryTag == 0 ? UInt64.max : deliveryTag
+            record.outstandingTags = record.outstandingTags.filter { $0 > covered }
+        } else {
+            guard record.outstandingTags.remove(deliveryTag) != nil else {
+                throw AMQPError(
+                    .alreadyAcknowledged,
+                    "delivery tag \(deliveryTag) on channel \(key.number) was already acknowledged or rejected")
+            }
+        }
+        let status: Int32
+        switch kind {
+        case .ack:
+            status = amqp_basic_ack(connection, key.number, deliveryTag, amqpBoolean(multiple))
+        case .nack(let requeue):
+            status = amqp_basic_nack(connection, key.number, deliveryTag, amqpBoolean(multiple), amqpBoolean(requeue))
+        case .reject(let requeue):
+            status = amqp_basic_reject(connection, key.number, deliveryTag, amqpBoolean(requeue))
+        }
+        guard status == AMQP_STATUS_OK.rawValue else {
+            let error = connectionLost(status: status, while: "acknowledging")
+            tearDown(error)
+            throw error
+        }
+    }
+
+    /// `basic.recover`: the broker redelivers every unacknowledged message of the channel (with
+    /// new tags), so the old tags stop being acknowledgeable now.
+    func recover(on key: ChannelKey, requeue: Bool) async throws {
+        let record = try usableRecord(key)
+        record.outstandingTags.removeAll()
+        _ = try await send(on: record, AMQP_BASIC_RECOVER_METHOD, expecting: [AMQP_BASIC_RECOVER_OK_METHOD]) { _ in
+            amqp_basic_recover_t(requeue: amqpBoolean(requeue))
+        }
+    }
+}

@@ -1,0 +1,61 @@
+/// The broker's verdict on one message published in confirm mode.
+///
+/// `AMQPChannel.publish(_:exchange:routingKey:mandatory:properties:)` waits for it;
+/// ``AMQPChannel/publishWithoutWaiting(_:exchange:routingKey:mandatory:properties:)`` returns it so
+/// many messages can be in flight:
+///
+/// ```swift
+/// var pending: [PublishConfirmation] = []
+/// for event in events {
+///     pending.append(try await channel.publishWithoutWaiting(event, routingKey: "order.created"))
+/// }
+/// for confirmation in pending { try await confirmation.wait() }
+/// ```
+public final class PublishConfirmation: Sendable {
+    /// The message's publish sequence number on its channel (1 for the first after `confirm.select`).
+    public let sequenceNumber: UInt64
+
+    private struct State {
+        var result: Result<Void, AMQPError>?
+        var waiters: [CheckedContinuation<Void, any Error>] = []
+    }
+
+    private let state = Locked(State())
+
+    init(sequenceNumber: UInt64) {
+        self.sequenceNumber = sequenceNumber
+    }
+
+    /// Waits until the broker confirms the message.
+    ///
+    /// - Throws: ``AMQPError/Code/publishNacked`` when the broker refused it (e.g. a full queue
+    ///   with `x-overflow: reject-publish`), ``AMQPError/Code/publishReturned`` when it was
+    ///   `mandatory` and unroutable (reply code 312), or the channel's or connection's close
+    ///   reason when they closed first: then the outcome is unknown, and the message may or may
+    ///   not have reached the broker.
+    public func wait() async throws {
+        let result: Result<Void, AMQPError>? = state.withLock { $0.result }
+        if let result { return try result.get() }
+        try await withCheckedThrowingContinuation { continuation in
+            let result: Result<Void, AMQPError>? = state.withLock { state in
+                if state.result == nil { state.waiters.append(continuation) }
+                return state.result
+            }
+            if let result { continuation.resume(with: result.mapError { $0 }) }
+        }
+    }
+
+    /// The verdict, once there is one: `nil` while the broker has not answered.
+    public var result: Result<Void, AMQPError>? { state.withLock { $0.result } }
+
+    /// Records the verdict; only the first counts.
+    func resolve(_ result: Result<Void, AMQPError>) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            guard state.result == nil else { return [] }
+            state.result = result
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(with: result.mapError { $0 }) }
+    }
+}
