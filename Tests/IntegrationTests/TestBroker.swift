@@ -49,6 +49,18 @@ enum TestBroker {
         return "test-\(cleaned)-\(UUID().uuidString.prefix(8))"
     }
 
+    /// Polls (bounded) until the queue holds `count` ready messages; publishing is asynchronous.
+    static func waitForMessageCount(
+        _ count: UInt32, in queue: String, on channel: AMQPChannel, within limit: Duration = .seconds(10)
+    ) async throws -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if try await channel.queueDeclare(queue, passive: true).messageCount == count { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
+
     // MARK: rabbitmqctl
 
     /// Runs rabbitmqctl with `arguments` and returns its standard output.
