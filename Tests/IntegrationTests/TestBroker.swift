@@ -67,18 +67,31 @@ enum TestBroker {
     @discardableResult
     static func ctl(_ arguments: [String]) throws -> String {
         let command = ProcessInfo.processInfo.environment["RABBITMQ_CTL"] ?? (repositoryRoot + "/scripts/broker ctl")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command + " \"$@\"", "ctl"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw CtlError(message: "rabbitmqctl \(arguments.joined(separator: " ")) failed: \(text)")
+        return try shell(command, arguments)
+    }
+
+    /// Runs `command` (a shell command line) with `arguments` appended; returns standard output.
+    ///
+    /// posix_spawn and waitpid rather than Foundation's `Process`, whose `waitUntilExit` was seen
+    /// to hang when several tests ran commands at once; output goes through files, so no pipe
+    /// end can leak into a concurrently spawned broker and hold a reader open.
+    @discardableResult
+    static func shell(_ command: String, _ arguments: [String]) throws -> String {
+        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("swift-rabbitmq-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: outputFile) }
+        let script = command + " \"$@\" > '\(outputFile.path)' 2>&1 < /dev/null"
+        let argv = ["/bin/sh", "-c", script, "sh"] + arguments
+        var cArguments = argv.map { strdup($0) } + [nil]
+        defer { for argument in cArguments { free(argument) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, "/bin/sh", nil, nil, &cArguments, environ)
+        guard spawned == 0 else { throw CtlError(message: "could not run \(command): error \(spawned)") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
+        // WIFEXITED(status) && WEXITSTATUS(status) == 0
+        guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
+            throw CtlError(message: "\(command) \(arguments.joined(separator: " ")) failed: \(text)")
         }
         return text
     }
@@ -113,7 +126,7 @@ enum TestBroker {
         try ctl(["close_connection", pid, reason])
     }
 
-    private static var repositoryRoot: String {
+    static var repositoryRoot: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().path
     }

@@ -1,0 +1,35 @@
+import Foundation
+
+/// A broker of the test's own (`scripts/broker` with `BROKER_INSTANCE`), for tests that alarm,
+/// kill or restart a broker without disturbing the shared one the other suites use.
+struct ThrowawayBroker: Sendable {
+    let instance: String
+    let url: String
+
+    private var script: String { "BROKER_INSTANCE=\(instance) \(TestBroker.repositoryRoot)/scripts/broker" }
+
+    /// Starts the node and waits until it accepts AMQP (about 10 to 20 s).
+    static func start(_ name: String) throws -> ThrowawayBroker {
+        let instance = name.filter { $0.isLetter || $0.isNumber } + String(UUID().uuidString.prefix(4)).lowercased()
+        var broker = ThrowawayBroker(instance: instance, url: "")
+        try TestBroker.shell(broker.script, ["start"])
+        let environment = try TestBroker.shell(broker.script, ["env"])
+        guard let line = environment.split(separator: "\n").first(where: { $0.hasPrefix("export AMQP_URL=") }) else {
+            throw TestBroker.CtlError(message: "no AMQP_URL for broker \(instance)")
+        }
+        broker = ThrowawayBroker(
+            instance: instance, url: String(line.dropFirst("export AMQP_URL=".count)).trimmingCharacters(in: ["'"]))
+        return broker
+    }
+
+    /// Runs rabbitmqctl against this node.
+    @discardableResult
+    func ctl(_ arguments: [String]) throws -> String {
+        try TestBroker.shell(script, ["ctl"] + arguments)
+    }
+
+    /// Stops the node and deletes its data.
+    func stop() {
+        _ = try? TestBroker.shell(script, ["stop"])
+    }
+}
