@@ -34,6 +34,8 @@ let package = Package(
             dependencies: ["RabbitMQ", .product(name: "Logging", package: "swift-log")],
             path: "Examples/Hello"
         ),
+        // Run by the memory test in a process of its own.
+        .executableTarget(name: "RabbitMQSoak", dependencies: ["RabbitMQ"], path: "Tests/Soak"),
         .testTarget(name: "RabbitMQTests", dependencies: ["RabbitMQ"]),
         .testTarget(
             name: "IntegrationTests",

@@ -30,8 +30,9 @@ public enum FieldValue: Sendable, Hashable {
     case uint32(UInt32)
     /// `l`: a signed 64-bit integer.
     case int64(Int64)
-    /// `L`: an unsigned 64-bit integer. RabbitMQ reads it as signed: values above `Int64.max` are
-    /// rejected before sending.
+    /// An unsigned 64-bit integer. RabbitMQ has no unsigned 64-bit type on the wire, so it is
+    /// sent as a signed one (`l`) and comes back as ``int64(_:)``; values above `Int64.max` are
+    /// rejected before sending. Received `L` values arrive as this case.
     case uint64(UInt64)
     /// `f`: a 32-bit float.
     case float(Float)

@@ -138,7 +138,7 @@ struct ConfirmTests {
             }
         }
         try await Task.sleep(for: .milliseconds(300))
-        try TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "confirm test")
+        try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "confirm test")
         let (confirmations, stopped) = await publisher.value
         #expect((stopped as? AMQPError)?.code == .connectionClosed)
         #expect(!confirmations.isEmpty)

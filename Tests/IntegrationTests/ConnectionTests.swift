@@ -28,7 +28,7 @@ struct ConnectionTests {
         let connection = try await AMQPConnection.open(configuration)
         defer { Task { await connection.close() } }
         let name = try #require(configuration.connectionName)
-        let line = try #require(try TestBroker.clientProperties(ofConnectionNamed: name)?.properties)
+        let line = try #require(try await TestBroker.clientProperties(ofConnectionNamed: name)?.properties)
         for capability in ["publisher_confirms", "consumer_cancel_notify", "basic.nack", "connection.blocked",
                            "authentication_failure_close", "exchange_exchange_bindings", "per_consumer_qos"] {
             #expect(line.contains("{\"\(capability)\",true}"), "\(capability) missing in \(line)")
@@ -240,7 +240,7 @@ struct ConnectionTests {
             }
         }
         try await Task.sleep(for: .milliseconds(200))
-        try TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "closed by the test")
+        try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "closed by the test")
 
         let pending = await #expect(throws: AMQPError.self) { try await busy.value }
         #expect(pending?.code == .connectionClosed)
@@ -284,7 +284,7 @@ struct ConnectionTests {
         var listed = true
         for _ in 0..<20 where listed {
             try await Task.sleep(for: .milliseconds(250))
-            listed = try TestBroker.connectionPid(named: name) != nil
+            listed = try await TestBroker.connectionPid(named: name) != nil
         }
         #expect(!listed)
     }

@@ -51,6 +51,14 @@ struct ConsumerTests {
         await connection.close()
     }
 
+    @Test func unsigned64BitHeadersArriveAsSigned() async throws {
+        let (connection, channel, queue) = try await setUp()
+        try await channel.publish("u", routingKey: queue, properties: .init(headers: ["n": .uint64(1 << 40)]))
+        let message = try #require(try await channel.basicGet(queue: queue, autoAck: true))
+        #expect(message.properties.headers == ["n": .int64(1 << 40)])
+        await connection.close()
+    }
+
     @Test(arguments: [0, 1 << 20, 20 << 20])
     func bodiesRoundTripThroughConsumeAndGet(size: Int) async throws {
         let (connection, channel, queue) = try await setUp()
@@ -81,7 +89,7 @@ struct ConsumerTests {
         try await Task.sleep(for: .milliseconds(500))
         let counts = try await connection.openChannel().queueDeclare(queue, passive: true)
         #expect(counts.messageCount == 40)
-        let unacked = try TestBroker.ctl(["list_queues", "--quiet", "--no-table-headers", "name", "messages_unacknowledged"])
+        let unacked = try await TestBroker.ctl(["list_queues", "--quiet", "--no-table-headers", "name", "messages_unacknowledged"])
         #expect(unacked.split(separator: "\n").contains { $0 == "\(queue)\t10" }, "\(unacked)")
 
         try await received[0].ack()
@@ -220,6 +228,27 @@ struct ConsumerTests {
         await connection.close()
     }
 
+    /// RabbitMQ answers consume and cancel from the queue's process, so a method sent after them
+    /// on the same channel may be answered first: synchronous methods must not be pipelined.
+    @Test func consumeAndCancelInterleavedWithOtherMethodsOnOneChannel() async throws {
+        let (connection, channel, queue) = try await setUp()
+        for _ in 0..<30 {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    let consumer = try await channel.consume(queue: queue)
+                    try await consumer.cancel()
+                }
+                for _ in 0..<3 {
+                    group.addTask { try await channel.queueDeclare(queue, passive: true) }
+                }
+                try await group.waitForAll()
+            }
+        }
+        #expect(connection.isOpen)
+        #expect(channel.isOpen)
+        await connection.close()
+    }
+
     @Test func exclusiveConsumerKeepsOthersOut() async throws {
         let (connection, channel, queue) = try await setUp()
         let consumer = try await channel.consume(queue: queue, exclusive: true)
@@ -264,7 +293,7 @@ struct ConsumerTests {
         let queue = try await channel.queueDeclare("", exclusive: true).name
         let consumer = try await channel.consume(queue: queue)
         let drained = Task { for try await _ in consumer {} }
-        try TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "consumer test")
+        try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "consumer test")
         let error = await #expect(throws: AMQPError.self) { try await drained.value }
         #expect(error?.code == .connectionClosed)
         #expect(error?.replyCode == 320)

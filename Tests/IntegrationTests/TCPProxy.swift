@@ -20,7 +20,9 @@ final class TCPProxy: @unchecked Sendable {
 
     init(targetPort: Int) throws {
         self.targetPort = targetPort
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec: a broker another test spawns meanwhile must not inherit the sockets,
+        // or closing them here would not end the TCP connections.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var reuse: Int32 = 1
         setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
         var address = Self.loopback(port: 0)
@@ -60,7 +62,8 @@ final class TCPProxy: @unchecked Sendable {
             guard poll(&fds, 1, 100) > 0 else { continue }
             let client = accept(listener, nil, nil)
             guard client >= 0 else { continue }
-            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             var address = Self.loopback(port: targetPort)
             let connected = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -78,6 +81,8 @@ final class TCPProxy: @unchecked Sendable {
 
     private func pump(_ a: Int32, _ b: Int32) {
         defer {
+            shutdown(a, Int32(SHUT_RDWR))
+            shutdown(b, Int32(SHUT_RDWR))
             close(a)
             close(b)
         }

@@ -65,9 +65,20 @@ enum TestBroker {
 
     /// Runs rabbitmqctl with `arguments` and returns its standard output.
     @discardableResult
-    static func ctl(_ arguments: [String]) throws -> String {
+    static func ctl(_ arguments: [String]) async throws -> String {
         let command = ProcessInfo.processInfo.environment["RABBITMQ_CTL"] ?? (repositoryRoot + "/scripts/broker ctl")
-        return try shell(command, arguments)
+        return try await shell(command, arguments)
+    }
+
+    /// Runs `command` on a thread of its own: waiting for a process must not hold one of Swift's
+    /// few cooperative threads (two on a two-core machine), or every other test stalls with it.
+    @discardableResult
+    static func shell(_ command: String, _ arguments: [String]) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try shellBlocking(command, arguments) })
+            }
+        }
     }
 
     /// Runs `command` (a shell command line) with `arguments` appended; returns standard output.
@@ -76,7 +87,7 @@ enum TestBroker {
     /// to hang when several tests ran commands at once; output goes through files, so no pipe
     /// end can leak into a concurrently spawned broker and hold a reader open.
     @discardableResult
-    static func shell(_ command: String, _ arguments: [String]) throws -> String {
+    static func shellBlocking(_ command: String, _ arguments: [String]) throws -> String {
         let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("swift-rabbitmq-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: outputFile) }
         let script = command + " \"$@\" > '\(outputFile.path)' 2>&1 < /dev/null"
@@ -103,14 +114,14 @@ enum TestBroker {
 
     /// The broker-side process id of the connection with this client-provided name, if the
     /// broker lists it.
-    static func connectionPid(named name: String) throws -> String? {
-        try clientProperties(ofConnectionNamed: name)?.pid
+    static func connectionPid(named name: String) async throws -> String? {
+        try await clientProperties(ofConnectionNamed: name)?.pid
     }
 
     /// The broker's listing of the named connection's client properties (Erlang terms, as text).
-    static func clientProperties(ofConnectionNamed name: String) throws -> (pid: String, properties: String)? {
+    static func clientProperties(ofConnectionNamed name: String) async throws -> (pid: String, properties: String)? {
         // RabbitMQ 3.10 has no user_provided_name column: find the name inside client_properties.
-        let listing = try ctl(["list_connections", "--quiet", "--no-table-headers", "pid", "client_properties"])
+        let listing = try await ctl(["list_connections", "--quiet", "--no-table-headers", "pid", "client_properties"])
         for line in listing.split(separator: "\n") where line.contains("{\"connection_name\",\"\(name)\"}") {
             let columns = line.split(separator: "\t", maxSplits: 1)
             if columns.count == 2 { return (String(columns[0]), String(columns[1])) }
@@ -119,11 +130,11 @@ enum TestBroker {
     }
 
     /// Makes the broker close the named connection as an operator would (`close_connection`).
-    static func forceClose(connectionNamed name: String, reason: String) throws {
-        guard let pid = try connectionPid(named: name) else {
+    static func forceClose(connectionNamed name: String, reason: String) async throws {
+        guard let pid = try await connectionPid(named: name) else {
             throw CtlError(message: "the broker lists no connection named \(name)")
         }
-        try ctl(["close_connection", pid, reason])
+        try await ctl(["close_connection", pid, reason])
     }
 
     static var repositoryRoot: String {
@@ -140,7 +151,7 @@ enum TCPProbe {
         var result: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(host, String(port), &hints, &result) == 0, let info = result else { return false }
         defer { freeaddrinfo(result) }
-        let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
+        let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), info.pointee.ai_protocol)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         return Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0
@@ -153,7 +164,7 @@ enum TCPProbe {
         let port: Int
 
         init() throws {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")

@@ -10,7 +10,7 @@ struct FieldTableTests {
         "int8": .int8(-8), "uint8": .uint8(200),
         "int16": .int16(-1600), "uint16": .uint16(60_000),
         "int32": .int32(-320_000), "uint32": .uint32(4_000_000_000),
-        "int64": .int64(-64_000_000_000), "uint64": .uint64(UInt64(Int64.max)),
+        "int64": .int64(-64_000_000_000),
         "float": .float(1.5), "double": .double(-2.25),
         "decimal": .decimal(scale: 2, value: 12345),
         "string": "héllo", "empty": "",
@@ -45,6 +45,13 @@ struct FieldTableTests {
         }
         #expect(error?.code == .invalidArgument)
         #expect(throws: Never.self) { try arena.table([String(repeating: "k", count: 255): 1]) }
+    }
+
+    @Test func unsigned64BitValuesTravelAsSigned() throws {
+        let arena = CArena()
+        let encoded = try arena.table(["big": .uint64(UInt64(Int64.max))])
+        let decoded = withExtendedLifetime(arena) { FieldTable(copying: encoded) }
+        #expect(decoded == ["big": .int64(.max)])
     }
 
     @Test func unsignedValuesRabbitMQCannotReadAreRejected() {

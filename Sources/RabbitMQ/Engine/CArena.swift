@@ -84,7 +84,8 @@ final class CArena {
                 throw AMQPError(
                     .invalidArgument, "the field '\(key)' holds \(v), above Int64.max, which RabbitMQ cannot read")
             }
-            kind(AMQP_FIELD_KIND_U64); field.value.u64 = v
+            // RabbitMQ does not take the 'L' type; a signed 64-bit value carries it.
+            kind(AMQP_FIELD_KIND_I64); field.value.i64 = Int64(v)
         case .float(let v): kind(AMQP_FIELD_KIND_F32); field.value.f32 = v
         case .double(let v): kind(AMQP_FIELD_KIND_F64); field.value.f64 = v
         case .decimal(let scale, let v):

@@ -127,6 +127,7 @@ extension ConnectionCore {
             return
         }
         record.pending.removeFirst()
+        defer { transmitNext(on: record) }
         switch method.id {
         case AMQP_BASIC_GET_OK_METHOD:
             // The message's header and body frames follow; the get resolves when they are in.

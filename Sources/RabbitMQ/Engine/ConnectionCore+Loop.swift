@@ -77,7 +77,7 @@ extension ConnectionCore {
         for record in channels.values {
             if case .draining(let until) = record.phase, now >= until {
                 channels[record.number] = nil
-            } else if let head = record.pending.first, now >= head.deadline {
+            } else if let head = record.pending.first, let deadline = head.deadline, now >= deadline {
                 tearDown(
                     AMQPError(
                         .timeout,

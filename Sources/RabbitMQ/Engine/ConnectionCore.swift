@@ -298,29 +298,40 @@ actor ConnectionCore {
         return record
     }
 
+    /// Queues a synchronous method on the channel and waits for its reply. The method is
+    /// transmitted at once if the channel has nothing in flight, otherwise when the replies
+    /// before it have arrived (see ``PendingReply``).
     func send<Method: BitwiseCopyable>(
         on record: ChannelRecord, _ methodID: amqp_method_number_t, expecting replies: [amqp_method_number_t],
         autoAck: Bool = false, build: (CArena) throws -> Method
     ) async throws -> MethodReply {
         let arena = CArena()
         var method = try build(arena)
-        guard let connection else {
+        guard connection != nil else {
             throw closeReason ?? AMQPError(.connectionClosed, "the connection is closed")
         }
-        // librabbitmq encodes the method (reading the arena's memory) before amqp_send_method returns.
-        let status = amqp_send_method(connection, record.number, methodID, &method)
-        withExtendedLifetime(arena) {}
+        let number = record.number
+        // librabbitmq encodes the method (reading the arena's memory) while amqp_send_method runs.
+        let transmit = { (connection: amqp_connection_state_t) in
+            withExtendedLifetime(arena) { amqp_send_method(connection, number, methodID, &method) }
+        }
         return try await withCheckedThrowingContinuation { continuation in
-            guard status == AMQP_STATUS_OK.rawValue else {
-                let error = connectionLost(status: status, while: "sending \(methodID.methodName)")
-                tearDown(error)
-                continuation.resume(throwing: error)
-                return
-            }
             record.pending.append(
                 PendingReply(
-                    expected: replies, continuation: continuation, deadline: clock.now + configuration.rpcTimeout,
-                    name: methodID.methodName, autoAck: autoAck))
+                    expected: replies, continuation: continuation, name: methodID.methodName, autoAck: autoAck,
+                    transmit: transmit))
+            transmitNext(on: record)
+        }
+    }
+
+    /// Sends the oldest queued synchronous method of the channel if nothing is in flight.
+    func transmitNext(on record: ChannelRecord) {
+        guard let connection, let transmit = record.pending.first?.transmit else { return }
+        record.pending[0].transmit = nil
+        record.pending[0].deadline = clock.now + configuration.rpcTimeout
+        let status = transmit(connection)
+        if status != AMQP_STATUS_OK.rawValue {
+            tearDown(connectionLost(status: status, while: "sending \(record.pending.first?.name ?? "a method")"))
         }
     }
 

@@ -37,17 +37,24 @@ enum MethodReply: Sendable {
     }
 }
 
-/// A task waiting for the reply to a synchronous method it sent on a channel. AMQP answers a
-/// channel's synchronous methods in order, so each channel keeps these in a FIFO.
+/// A task waiting for the reply to a synchronous method on a channel.
+///
+/// AMQP allows one synchronous method in flight per channel, and RabbitMQ relies on it: it
+/// answers `basic.consume` and `basic.cancel` from the queue's process, so a method sent after
+/// them can be answered first. A channel therefore queues its synchronous methods and transmits
+/// the next only when the reply to the previous one has arrived.
 struct PendingReply {
     /// The method ids that may answer (e.g. `basic.get-ok` or `basic.get-empty`).
     let expected: [amqp_method_number_t]
     let continuation: CheckedContinuation<MethodReply, any Error>
-    let deadline: ContinuousClock.Instant
     /// The request, for error messages (`queue.declare`).
     let name: String
     /// For `basic.get`: the message comes auto-acknowledged, so its tag is never outstanding.
     var autoAck = false
+    /// Sends the method on the connection given; `nil` once sent.
+    var transmit: ((amqp_connection_state_t) -> Int32)?
+    /// When the reply is overdue; set when the method is sent.
+    var deadline: ContinuousClock.Instant?
 }
 
 /// AMQP method ids as librabbitmq defines them (class id << 16 | method id).
