@@ -8,7 +8,9 @@
 /// ```
 ///
 /// A channel is a handle (a number and its connection) and owns no C state; copy it freely and
-/// use it from any task. When the broker closes a channel after an error on it (a 404 for a
+/// use it from any task. Synchronous methods called on one channel from several tasks are sent
+/// one at a time, in call order (AMQP allows one in flight per channel); different channels
+/// never wait for each other. When the broker closes a channel after an error on it (a 404 for a
 /// missing queue, a 406 for a conflicting declare), the call that caused it fails with the
 /// broker's reply code and text, every other call waiting on the channel fails, and later calls
 /// fail with ``AMQPError/Code/channelClosed`` carrying the same reply. Other channels of the

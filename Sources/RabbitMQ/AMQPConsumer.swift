@@ -20,7 +20,8 @@
 /// - with the close reason when the broker closes the channel or the connection fails.
 ///
 /// Leaving the `for` loop early (or cancelling its task) cancels the consumer on the broker, and
-/// unacknowledged deliveries go back to the queue when the channel closes.
+/// unacknowledged deliveries go back to the queue when the channel closes. Iterate a consumer
+/// from one task only.
 public struct AMQPConsumer: AsyncSequence, Sendable {
     public typealias Element = AMQPDelivery
 
