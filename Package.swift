@@ -6,11 +6,16 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "RabbitMQ", targets: ["RabbitMQ"]),
+        .library(name: "RabbitMQEvents", targets: ["RabbitMQEvents"]),
         .executable(name: "rabbitmq-hello", targets: ["Hello"]),
+        .executable(name: "order-publisher", targets: ["OrderPublisher"]),
+        .executable(name: "inventory-daemon", targets: ["InventoryDaemon"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // librabbitmq (rabbitmq-c) as a system library. The module's header selects the
@@ -29,17 +34,54 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        .target(
+            name: "RabbitMQEvents",
+            dependencies: [
+                "RabbitMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // Examples: the order events both programs share, then the programs.
+        .target(name: "OrderEvents", dependencies: ["RabbitMQEvents"], path: "Examples/OrderEvents"),
         .executableTarget(
             name: "Hello",
             dependencies: ["RabbitMQ", .product(name: "Logging", package: "swift-log")],
             path: "Examples/Hello"
         ),
+        .executableTarget(
+            name: "OrderPublisher",
+            dependencies: [
+                "OrderEvents", "RabbitMQEvents", "RabbitMQ",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/OrderPublisher"
+        ),
+        .executableTarget(
+            name: "InventoryDaemon",
+            dependencies: [
+                "OrderEvents", "RabbitMQEvents", "RabbitMQ",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/InventoryDaemon"
+        ),
+
         // Run by the memory test in a process of its own.
         .executableTarget(name: "RabbitMQSoak", dependencies: ["RabbitMQ"], path: "Tests/Soak"),
         .testTarget(name: "RabbitMQTests", dependencies: ["RabbitMQ"]),
+        .testTarget(name: "RabbitMQEventsTests", dependencies: ["RabbitMQEvents", "OrderEvents"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["RabbitMQ", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "RabbitMQ", "RabbitMQEvents", "OrderEvents",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,62 @@
+import Foundation
+
+/// Turns events into message bodies and back. ``JSONEventCodec`` is the default; plug in another
+/// (Protocol Buffers, MessagePack, ...) by conforming to this protocol.
+public protocol EventCodec: Sendable {
+    /// The MIME type written to the message's `content-type` property.
+    var contentType: String { get }
+    /// Encodes an event into a message body.
+    func encode<Event: AMQPEvent>(_ event: Event) throws -> [UInt8]
+    /// Decodes a message body into an event of the given type.
+    func decode<Event: AMQPEvent>(_ type: Event.Type, from body: [UInt8]) throws -> Event
+}
+
+/// JSON through Foundation's `JSONEncoder` and `JSONDecoder`, with explicit strategies:
+///
+/// - Keys: the Swift property names as they are (`orderID` stays `orderID`); use `CodingKeys`
+///   for other spellings.
+/// - Dates: ISO 8601 in UTC with milliseconds (`2026-11-21T12:00:01.234Z`); decoding also accepts
+///   whole seconds (`2026-11-21T12:00:01Z`).
+/// - Output: compact (no whitespace); the order of keys is unspecified.
+public struct JSONEventCodec: EventCodec {
+    public let contentType = "application/json"
+
+    public init() {}
+
+    public func encode<Event: AMQPEvent>(_ event: Event) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Self.format(date))
+        }
+        return Array(try encoder.encode(event))
+    }
+
+    public func decode<Event: AMQPEvent>(_ type: Event.Type, from body: [UInt8]) throws -> Event {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            if let date = try? Date(text, strategy: Self.withMilliseconds) { return date }
+            if let date = try? Date(text, strategy: Self.wholeSeconds) { return date }
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "'\(text)' is not an ISO 8601 date such as 2026-11-21T12:00:01.234Z")
+        }
+        return try decoder.decode(type, from: Data(body))
+    }
+
+    /// `2026-11-21T12:00:01.234Z`, rounded to the nearest millisecond. (Foundation's fractional
+    /// seconds truncate the binary value, printing 1.234 as `.233`.)
+    static func format(_ date: Date) -> String {
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        let (seconds, fraction) = milliseconds.quotientAndRemainder(dividingBy: 1000)
+        let whole = seconds - (fraction < 0 ? 1 : 0)
+        let millis = (fraction + 1000) % 1000
+        let base = Date(timeIntervalSince1970: Double(whole)).formatted(wholeSeconds)
+        let digits = String(millis)
+        return base.dropLast() + "." + String(repeating: "0", count: 3 - digits.count) + digits + "Z"
+    }
+
+    private static let withMilliseconds = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
+    private static let wholeSeconds = Date.ISO8601FormatStyle(timeZone: .gmt)
+}
