@@ -56,7 +56,7 @@ struct InventoryDaemon: AsyncParsableCommand {
         configuration.maxAttempts = maxAttempts
         configuration.shutdownDeadline = .seconds(shutdownDeadline)
         let queueName = configuration.queue
-        configuration.onReady = { print("ready: consuming \(queueName)") }
+        configuration.onReady = { say("ready: consuming \(queueName)") }
 
         let inventory = Inventory()
         let recorder = try record.map { try HandledLog(path: $0) }
@@ -66,13 +66,13 @@ struct InventoryDaemon: AsyncParsableCommand {
             if work > .zero { try await Task.sleep(for: work) }
             let handled = await inventory.reserve(order)
             recorder?.append(context.messageID ?? "-")
-            print("reserved \(order.items.map { "\($0.quantity)x\($0.sku)" }.joined(separator: ", ")) for \(order.orderID) (#\(handled), attempt \(context.attempt))")
+            say("reserved \(order.items.map { "\($0.quantity)x\($0.sku)" }.joined(separator: ", ")) for \(order.orderID) (#\(handled), attempt \(context.attempt))")
         }
         handlers.on(OrderCancelled.self) { cancellation, context in
             if work > .zero { try await Task.sleep(for: work) }
             await inventory.release(cancellation)
             recorder?.append(context.messageID ?? "-")
-            print("released stock of \(cancellation.orderID) (\(cancellation.reason))")
+            say("released stock of \(cancellation.orderID) (\(cancellation.reason))")
         }
 
         let dispatcher = EventDispatcher(
@@ -81,7 +81,7 @@ struct InventoryDaemon: AsyncParsableCommand {
             configuration: .init(
                 services: [.init(service: dispatcher)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
-        print("stopped cleanly; \(await inventory.totalReserved) units still reserved")
+        say("stopped cleanly; \(await inventory.totalReserved) units still reserved")
     }
 }
 
@@ -100,4 +100,10 @@ final class HandledLog: Sendable {
     func append(_ line: String) {
         handle.write(Data((line + "\n").utf8))
     }
+}
+
+/// Writes a line to standard output at once (print buffers whole blocks when output goes to a
+/// pipe or file, so a supervising script would not see progress).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

@@ -54,10 +54,16 @@ struct OrderPublisher: AsyncParsableCommand {
             do { try await confirmation.wait() } catch { failures.append("\(error)") }
         }
         await connection.close()
-        print("published \(confirmations.count) events: \(confirmations.count - failures.count) confirmed, \(failures.count) failed")
+        say("published \(confirmations.count) events: \(confirmations.count - failures.count) confirmed, \(failures.count) failed")
         if let first = failures.first {
-            print("first failure: \(first)")
+            say("first failure: \(first)")
             throw ExitCode.failure
         }
     }
+}
+
+/// Writes a line to standard output at once (print buffers whole blocks when output goes to a
+/// pipe or file, so a supervising script would not see progress).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
