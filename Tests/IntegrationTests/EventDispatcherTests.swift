@@ -1,0 +1,303 @@
+import Foundation
+import OrderEvents
+import RabbitMQ
+import RabbitMQEvents
+import ServiceLifecycle
+import ServiceLifecycleTestKit
+import Testing
+
+/// What the handlers saw, in order.
+actor Recorder {
+    private(set) var calls: [(type: String, routingKey: String, context: EventContext)] = []
+    private(set) var running = 0
+    private(set) var mostRunning = 0
+
+    func record(_ type: String, _ context: EventContext) {
+        calls.append((type, context.routingKey, context))
+    }
+
+    func started() {
+        running += 1
+        mostRunning = max(mostRunning, running)
+    }
+
+    func finished() { running -= 1 }
+
+    var count: Int { calls.count }
+}
+
+@Suite(
+    "Typed events through the dispatcher against a real broker",
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+struct EventDispatcherTests {
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// A fresh exchange and queue for one test.
+    private func configuration(_ name: String = #function) -> EventDispatcher.Configuration {
+        let unique = TestBroker.uniqueName(name)
+        return EventDispatcher.Configuration(queue: unique, exchange: unique + ".exchange", bindings: ["order.*"])
+    }
+
+    /// Runs a dispatcher while `body` runs, then shuts it down gracefully.
+    private func withDispatcher(
+        _ configuration: EventDispatcher.Configuration, _ handlers: EventHandlers,
+        _ body: (AMQPConnection) async throws -> Void
+    ) async throws {
+        var configuration = configuration
+        let (ready, readyContinuation) = AsyncStream.makeStream(of: Void.self)
+        configuration.onReady = { readyContinuation.yield() }
+        let dispatcher = EventDispatcher(
+            connection: try TestBroker.configuration(), configuration: configuration, handlers: handlers)
+        let connection = try await TestBroker.connect()
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await dispatcher.run() }
+                var iterator = ready.makeAsyncIterator()
+                _ = await iterator.next()
+                try await body(connection)
+                trigger.triggerGracefulShutdown()
+                try await group.waitForAll()
+            }
+        }
+        await connection.close()
+    }
+
+    private func waitUntil(_ condition: () async -> Bool, within limit: Duration = .seconds(30)) async throws -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while await !condition(), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        return await condition()
+    }
+
+    /// Counts (ready) messages in the dispatcher's queue and dead-letter queue.
+    private func counts(_ configuration: EventDispatcher.Configuration) async throws -> (main: UInt32, dead: UInt32) {
+        try await TestBroker.connect().withChannel { channel in
+            let main = try await channel.queueDeclare(configuration.queue, passive: true).messageCount
+            let dead = try await channel.queueDeclare(configuration.deadLetterQueue, passive: true).messageCount
+            return (main, dead)
+        }
+    }
+
+    private func deadLetters(_ configuration: EventDispatcher.Configuration, expected: Int) async throws -> [AMQPDelivery] {
+        let connection = try await TestBroker.connect()
+        let channel = try await connection.openChannel()
+        var letters: [AMQPDelivery] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while letters.count < expected, ContinuousClock.now < deadline {
+            if let letter = try await channel.basicGet(queue: configuration.deadLetterQueue, autoAck: true) {
+                letters.append(letter)
+            } else {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        await connection.close()
+        return letters
+    }
+
+    private func cleanUp(_ configuration: EventDispatcher.Configuration) async throws {
+        try await TestBroker.connect().withChannel { channel in
+            try await channel.queueDelete(configuration.queue)
+            try await channel.queueDelete(configuration.deadLetterQueue)
+            try await channel.exchangeDelete(configuration.exchange)
+            try await channel.exchangeDelete(configuration.deadLetterExchange)
+        }
+    }
+
+    @Test func eachEventTypeReachesItsHandlerWithTheDocumentedTypeAndRoutingKey() async throws {
+        let configuration = configuration()
+        let recorder = Recorder()
+        var handlers = EventHandlers()
+        handlers.on(OrderCreated.self) { _, context in await recorder.record("created", context) }
+        handlers.on(OrderCancelled.self) { _, context in await recorder.record("cancelled", context) }
+        let item = OrderItem(sku: "SKU-1", quantity: 1, price: 1)
+
+        try await withDispatcher(configuration, handlers) { connection in
+            // A second queue sees the messages as they travel.
+            let observer = try await connection.openChannel()
+            let observed = try await observer.queueDeclare("", exclusive: true).name
+            try await observer.queueBind(observed, exchange: configuration.exchange, routingKey: "#")
+
+            let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
+            try await publisher.publish(OrderCreated(orderID: "o-1", customerID: "c", items: [item]), messageID: "m-created")
+            try await publisher.publish(OrderCancelled(orderID: "o-1", items: [item], reason: "r"), messageID: "m-cancelled")
+            #expect(try await waitUntil { await recorder.count == 2 })
+
+            let message = try #require(try await observer.basicGet(queue: observed, autoAck: true))
+            #expect(message.routingKey == "order.created")
+            #expect(message.properties.type == "OrderCreated")
+            #expect(message.properties.contentType == "application/json")
+            #expect(message.properties.deliveryMode == .persistent)
+            #expect(message.properties.messageID == "m-created")
+            #expect(message.properties.timestamp != nil)
+        }
+        let calls = await recorder.calls
+        let created = try #require(calls.first { $0.type == "created" })
+        #expect(created.routingKey == "order.created")
+        #expect(created.context.eventType == "OrderCreated")
+        #expect(created.context.messageID == "m-created")
+        #expect(created.context.attempt == 1)
+        #expect(!created.context.redelivered)
+        let cancelled = try #require(calls.first { $0.type == "cancelled" })
+        #expect(cancelled.routingKey == "order.cancelled")
+        #expect(cancelled.context.eventType == "OrderCancelled")
+        #expect(try await counts(configuration) == (0, 0))
+        try await cleanUp(configuration)
+    }
+
+    @Test func failingTwiceThenSucceedingIsRetriedAndAckedOnce() async throws {
+        let configuration = configuration()
+        let recorder = Recorder()
+        var handlers = EventHandlers()
+        handlers.on(OrderCreated.self) { _, context in
+            await recorder.record("attempt", context)
+            if context.attempt < 3 { throw Failure(description: "transient failure \(context.attempt)") }
+        }
+        try await withDispatcher(configuration, handlers) { connection in
+            let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
+            try await publisher.publish(OrderCreated(orderID: "o", customerID: "c", items: []))
+            #expect(try await waitUntil { await recorder.count == 3 })
+            try await Task.sleep(for: .milliseconds(300))  // a fourth call would show up by now
+        }
+        let calls = await recorder.calls
+        #expect(calls.map(\.context.attempt) == [1, 2, 3])
+        #expect(calls.map(\.context.redelivered) == [false, true, true])
+        #expect(try await counts(configuration) == (0, 0))
+        try await cleanUp(configuration)
+    }
+
+    @Test func alwaysFailingEndsInTheDeadLetterQueueAfterTheRetryLimit() async throws {
+        var configuration = configuration()
+        configuration.maxAttempts = 3
+        let recorder = Recorder()
+        var handlers = EventHandlers()
+        handlers.on(OrderCreated.self) { _, context in
+            await recorder.record("attempt", context)
+            throw Failure(description: "out of stock")
+        }
+        try await withDispatcher(configuration, handlers) { connection in
+            let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
+            try await publisher.publish(OrderCreated(orderID: "doomed", customerID: "c", items: []), messageID: "m-doomed")
+            let letters = try await deadLetters(configuration, expected: 1)
+            let letter = try #require(letters.first)
+            let headers = letter.properties.headers ?? [:]
+            #expect(headers[EventDispatcher.DeadLetterHeader.reason]?.stringValue == "retries-exhausted")
+            #expect(headers[EventDispatcher.DeadLetterHeader.attempts]?.int64Value == 3)
+            #expect(headers[EventDispatcher.DeadLetterHeader.error]?.stringValue == "out of stock")
+            #expect(headers[EventDispatcher.DeadLetterHeader.routingKey]?.stringValue == "order.created")
+            #expect(letter.properties.messageID == "m-doomed")
+            #expect(letter.properties.type == "OrderCreated")
+            let order = try JSONEventCodec().decode(OrderCreated.self, from: letter.body)
+            #expect(order.orderID == "doomed")
+        }
+        #expect(await recorder.calls.map(\.context.attempt) == [1, 2, 3])
+        #expect(try await counts(configuration) == (0, 0))
+        try await cleanUp(configuration)
+    }
+
+    @Test func poisonBodiesAndUnknownTypesGoStraightToTheDeadLetterQueue() async throws {
+        let configuration = configuration()
+        let recorder = Recorder()
+        var handlers = EventHandlers()
+        handlers.on(OrderCreated.self) { _, context in await recorder.record("created", context) }
+        try await withDispatcher(configuration, handlers) { connection in
+            let channel = try await connection.openChannel()
+            try await channel.confirmSelect()
+            try await channel.publish(
+                "{ this is not an order", exchange: configuration.exchange, routingKey: "order.created",
+                properties: .init(contentType: "application/json", messageID: "poison", type: "OrderCreated"))
+            try await channel.publish(
+                #"{"orderID":"x"}"#, exchange: configuration.exchange, routingKey: "order.created",
+                properties: .init(messageID: "unknown", type: "OrderTeleported"))
+            let letters = try await deadLetters(configuration, expected: 2)
+            let reasons = Dictionary(
+                letters.map { ($0.properties.messageID ?? "", $0.properties.headers?[EventDispatcher.DeadLetterHeader.reason]?.stringValue) },
+                uniquingKeysWith: { first, _ in first })
+            #expect(reasons == ["poison": "undecodable", "unknown": "unknown-type"])
+            #expect(letters.allSatisfy { $0.properties.headers?[EventDispatcher.DeadLetterHeader.attempts]?.int64Value == 1 })
+        }
+        #expect(await recorder.count == 0)
+        #expect(try await counts(configuration) == (0, 0))
+        try await cleanUp(configuration)
+    }
+
+    @Test(arguments: [UInt16(8), 2])
+    func handlersRunConcurrentlyUpToThePrefetch(prefetch: UInt16) async throws {
+        var configuration = configuration("concurrency\(prefetch)")
+        configuration.prefetch = prefetch
+        let recorder = Recorder()
+        var handlers = EventHandlers()
+        handlers.on(OrderCreated.self) { _, context in
+            await recorder.started()
+            try await Task.sleep(for: .milliseconds(100))
+            await recorder.finished()
+            await recorder.record("created", context)
+        }
+        try await withDispatcher(configuration, handlers) { connection in
+            let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
+            var confirmations: [PublishConfirmation] = []
+            for index in 0..<40 {
+                confirmations.append(
+                    try await publisher.publishWithoutWaiting(OrderCreated(orderID: "o-\(index)", customerID: "c", items: [])))
+            }
+            for confirmation in confirmations { try await confirmation.wait() }
+            #expect(try await waitUntil({ await recorder.count == 40 }, within: .seconds(60)))
+        }
+        // Never more than the prefetch at once, and the limit is used: with slow handlers the
+        // work spreads over exactly `prefetch` concurrent handlers.
+        #expect(await recorder.mostRunning == Int(prefetch))
+        #expect(try await counts(configuration) == (0, 0))
+        try await cleanUp(configuration)
+    }
+
+    @Test func inventoryDaemonShutsDownGracefullyUnderLoadAndLosesNothing() async throws {
+        let configuration = configuration()
+        let daemon = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("inventory-daemon").path
+        let record = FileManager.default.temporaryDirectory.appendingPathComponent("handled-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: record) }
+        let arguments = [
+            "--queue", configuration.queue, "--exchange", configuration.exchange, "--record", record,
+            "--work-milliseconds", "2", "--prefetch", "16",
+        ]
+        func handled() -> [Substring] {
+            ((try? String(contentsOfFile: record, encoding: .utf8)) ?? "").split(separator: "\n")
+        }
+
+        let first = try ChildProcess.start(daemon, arguments, environment: ["AMQP_URL": TestBroker.url])
+        #expect(try await first.waitForOutput(containing: "ready", within: .seconds(60)), "\(first.output)")
+
+        let connection = try await TestBroker.connect()
+        let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange, window: 2000)
+        var confirmations: [PublishConfirmation] = []
+        for index in 0..<10_000 {
+            confirmations.append(
+                try await publisher.publishWithoutWaiting(
+                    OrderCreated(orderID: "o-\(index)", customerID: "c", items: []), messageID: "event-\(index)"))
+        }
+        for confirmation in confirmations { try await confirmation.wait() }
+
+        // SIGTERM midway: in-flight events finish and are acknowledged; the rest stay queued.
+        #expect(try await waitUntil({ handled().count >= 2_000 }, within: .seconds(120)))
+        first.signal(SIGTERM)
+        #expect(await first.waitForExit() == 0, "\(first.output)")
+        let handledByFirst = handled().count
+        #expect(handledByFirst < 10_000)
+
+        let second = try ChildProcess.start(daemon, arguments, environment: ["AMQP_URL": TestBroker.url])
+        #expect(try await second.waitForOutput(containing: "ready", within: .seconds(60)), "\(second.output)")
+        #expect(try await waitUntil({ Set(handled()).count >= 10_000 }, within: .seconds(180)))
+        try await Task.sleep(for: .milliseconds(500))
+        second.signal(SIGTERM)
+        #expect(await second.waitForExit() == 0, "\(second.output)")
+
+        let lines = handled()
+        let unique = Set(lines)
+        print("graceful shutdown: first daemon handled \(handledByFirst), in all \(lines.count) handlings of \(unique.count) events")
+        #expect(unique.count == 10_000)  // every event handled at least once
+        #expect(lines.count == unique.count)  // none handled twice: everything acked stayed acked
+        #expect(try await counts(configuration) == (0, 0))  // nothing left, nothing dead-lettered
+        await connection.close()
+        try await cleanUp(configuration)
+    }
+}
