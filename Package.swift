@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "rabbitmq-hello", targets: ["Hello"]),
         .executable(name: "order-publisher", targets: ["OrderPublisher"]),
         .executable(name: "inventory-daemon", targets: ["InventoryDaemon"]),
+        .executable(name: "rabbitmq-bench", targets: ["Benchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -69,6 +70,9 @@ let package = Package(
             ],
             path: "Examples/InventoryDaemon"
         ),
+
+        .executableTarget(
+            name: "Benchmark", dependencies: ["RabbitMQ", "RabbitMQEvents"], path: "Examples/Benchmark"),
 
         // Run by the memory test in a process of its own.
         .executableTarget(name: "RabbitMQSoak", dependencies: ["RabbitMQ"], path: "Tests/Soak"),

@@ -48,6 +48,10 @@ public final class EventDispatcher: Service {
         public var shutdownDeadline: Duration = .seconds(10)
         /// How events are decoded.
         public var codec: any EventCodec = JSONEventCodec()
+        /// Declare the exchange, queues and bindings on start (the default). Turn it off when
+        /// something else owns the topology; the queue must then exist, and dead letters need
+        /// ``deadLetterExchange``.
+        public var declaresTopology = true
         /// Called once the topology is declared and the consumer runs (e.g. to report readiness).
         public var onReady: (@Sendable () -> Void)?
 
@@ -116,7 +120,9 @@ public final class EventDispatcher: Service {
     }
 
     private func dispatch(on connection: AMQPConnection) async throws {
-        try await connection.withChannel { try await self.declareTopology(on: $0) }
+        if configuration.declaresTopology {
+            try await connection.withChannel { try await self.declareTopology(on: $0) }
+        }
         let deadLetters = try await connection.openChannel()
         try await deadLetters.confirmSelect()
         let channel = try await connection.openChannel()

@@ -1,0 +1,107 @@
+import Foundation
+import RabbitMQ
+import RabbitMQEvents
+
+/// The W5 event of the contract (about 310 bytes as compact JSON).
+struct BenchOrderCreated: AMQPEvent {
+    static let eventType = "OrderCreated"
+    static let routingKey = "order.created"
+
+    struct Item: Codable, Sendable {
+        var sku: String
+        var qty: Int
+        var price: Double
+    }
+
+    var orderId: String
+    var customerId: String
+    var items: [Item]
+    var total: Double
+    var createdAt: String
+    var currency: String
+    var channel: String
+    var note: String
+
+    init(_ index: Int) {
+        let skus = ["SKU-100234", "SKU-200871", "SKU-993120"]
+        let prices = [19.99, 5.25, 129.0]
+        items = (0..<3).map { k in Item(sku: skus[k], qty: 1 + (index + k) % 5, price: prices[k]) }
+        orderId = "ord-" + String(format: "%010d", index)
+        customerId = "cust-" + String(format: "%06d", index % 100_000)
+        total = (items.reduce(0) { $0 + Double($1.qty) * $1.price } * 100).rounded() / 100
+        createdAt = String(format: "2026-11-21T12:00:%02d.%03dZ", (index / 1000) % 60, index % 1000)
+        currency = "EUR"
+        channel = "web"
+        note = "benchmark order event"
+    }
+}
+
+/// Counts checked events and reports when all arrived.
+actor Tally {
+    private var count = 0
+    private var bad = 0
+    private let target: Int
+    private var waiter: CheckedContinuation<Void, Never>?
+
+    init(target: Int) { self.target = target }
+
+    func add(_ event: BenchOrderCreated) {
+        if event.items.count != 3 || !event.orderId.hasPrefix("ord-") { bad += 1 }
+        count += 1
+        if count == target { waiter?.resume() }
+    }
+
+    func waitForAll() async {
+        if count >= target { return }
+        await withCheckedContinuation { waiter = $0 }
+    }
+
+    var badCount: Int { bad }
+}
+
+extension Benchmark {
+    /// W5: typed events through `EventPublisher` and `EventDispatcher`, end to end.
+    static func events(
+        _ queue: String, options: Options, connection: AMQPConnection, channel: AMQPChannel
+    ) async throws -> [String: String] {
+        let exchange = "orders"
+        do {
+            try await channel.exchangeDeclare(exchange, type: .topic)
+        } catch let error as AMQPError where error.code == .preconditionFailed {
+            // A durable `orders` exists already (e.g. from the demo): route through it.
+        }
+        let setup = try await connection.openChannel()
+        try await setup.queueBind(queue, exchange: exchange, routingKey: "order.*")
+
+        let tally = Tally(target: options.count)
+        var handlers = EventHandlers()
+        handlers.on(BenchOrderCreated.self) { event, _ in await tally.add(event) }
+        var configuration = EventDispatcher.Configuration(queue: queue, exchange: exchange)
+        configuration.declaresTopology = false
+        configuration.prefetch = options.prefetch
+        let (ready, readyContinuation) = AsyncStream.makeStream(of: Void.self)
+        configuration.onReady = { readyContinuation.yield() }
+        let dispatcher = EventDispatcher(
+            connection: try options.connectionConfiguration, configuration: configuration, handlers: handlers)
+        let consuming = Task { try await dispatcher.run() }
+        var readiness = ready.makeAsyncIterator()
+        _ = await readiness.next()
+
+        let publisherConnection = try await AMQPConnection.open(options.connectionConfiguration)
+        let publisher = try await EventPublisher(
+            connection: publisherConnection, exchange: exchange, declareExchange: false, window: options.window)
+        let watch = Stopwatch()
+        var last: PublishConfirmation?
+        for index in 0..<options.count {
+            last = try await publisher.publishWithoutWaiting(BenchOrderCreated(index), messageID: "bench-\(index)")
+        }
+        try await last?.wait()
+        await tally.waitForAll()
+        let (seconds, cpu) = (watch.seconds, watch.cpu)
+        consuming.cancel()
+        _ = try? await consuming.value
+        await publisherConnection.close()
+        return ["messages": "\(options.count)", "seconds": "\(seconds)", "cpu_seconds": "\(cpu)",
+                "bad": "\(await tally.badCount)"]
+    }
+}
