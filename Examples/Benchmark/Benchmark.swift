@@ -63,6 +63,14 @@ func cpuSeconds() -> Double {
     return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
+/// Resident memory of the process in KiB.
+func residentKiB() -> Int {
+    guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+        let pages = Int(statm.split(separator: " ")[1])
+    else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
+}
+
 /// Nanoseconds of the monotonic clock (the same clock in both connections of W4).
 func monotonicNanoseconds() -> UInt64 {
     var time = timespec()
@@ -136,6 +144,7 @@ enum Benchmark {
         case "W3":
             try await fill(queue, options: options, body: body, connection: connection)
             let watch = Stopwatch()
+            let rssStart = residentKiB()
             try await channel.basicQos(prefetchCount: options.prefetch)
             var received = 0
             for try await delivery in try await channel.consume(queue: queue) {
@@ -143,7 +152,8 @@ enum Benchmark {
                 received += 1
                 if received == options.count { break }
             }
-            result = ["messages": "\(received)", "seconds": "\(watch.seconds)", "cpu_seconds": "\(watch.cpu)"]
+            result = ["messages": "\(received)", "seconds": "\(watch.seconds)", "cpu_seconds": "\(watch.cpu)",
+                      "rss_start_kib": "\(rssStart)", "rss_end_kib": "\(residentKiB())"]
         case "W4":
             result = try await latency(queue, options: options, connection: connection)
         default:
