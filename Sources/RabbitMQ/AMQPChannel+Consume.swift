@@ -81,7 +81,8 @@ extension AMQPChannel {
         if case .reject = kind {
             throw AMQPError(.invalidArgument, "basic.reject takes one message; use .nack to reject several")
         }
-        try await connection.core.acknowledge(on: key, deliveryTag: deliveryTag, multiple: true, kind: kind)
+        try key.status.takeOutstanding(deliveryTag, multiple: true, channel: number)
+        connection.core.executor.enqueue(.acknowledge(key: key, deliveryTag: deliveryTag, multiple: true, kind: kind))
     }
 
     /// Redelivers every unacknowledged message of the channel (`basic.recover`); with `requeue`
@@ -95,7 +96,11 @@ extension AMQPChannel {
         guard !delivery.isAutoAcknowledged else {
             throw AMQPError(.alreadyAcknowledged, "delivery \(delivery.deliveryTag) was auto-acknowledged by the broker")
         }
-        try await connection.core.acknowledge(on: key, deliveryTag: delivery.deliveryTag, multiple: false, kind: kind)
+        // Checked here against the channel's outstanding tags, then handed to the connection
+        // thread without waiting for it.
+        try key.status.takeOutstanding(delivery.deliveryTag, multiple: false, channel: number)
+        connection.core.executor.enqueue(
+            .acknowledge(key: key, deliveryTag: delivery.deliveryTag, multiple: false, kind: kind))
     }
 }
 

@@ -3,6 +3,9 @@ internal import CRabbitMQ
 extension AMQPChannel {
     /// Publishes a message (`basic.publish`).
     ///
+    /// The message is handed to the connection's thread without a round trip to it; messages
+    /// published on one channel go out in call order.
+    ///
     /// ```swift
     /// try await channel.confirmSelect()
     /// try await channel.publish(Array(json.utf8), exchange: "orders", routingKey: "order.created",
@@ -35,10 +38,9 @@ extension AMQPChannel {
         _ body: [UInt8], exchange: String = "", routingKey: String, mandatory: Bool = false,
         properties: BasicProperties = BasicProperties()
     ) async throws {
-        try AMQPValidation.shortString(exchange, "the exchange name")
-        try AMQPValidation.shortString(routingKey, "the routing key")
-        let confirmation = try await connection.core.publish(
-            on: key, exchange: exchange, routingKey: routingKey, mandatory: mandatory, properties: properties, body: body)
+        let confirmation = try await handOver(
+            body, exchange: exchange, routingKey: routingKey, mandatory: mandatory, properties: properties,
+            requireConfirmMode: false)
         try await confirmation?.wait()
     }
 
@@ -66,12 +68,31 @@ extension AMQPChannel {
         _ body: [UInt8], exchange: String = "", routingKey: String, mandatory: Bool = false,
         properties: BasicProperties = BasicProperties()
     ) async throws -> PublishConfirmation {
+        let confirmation = try await handOver(
+            body, exchange: exchange, routingKey: routingKey, mandatory: mandatory, properties: properties,
+            requireConfirmMode: true)
+        guard let confirmation else { throw AMQPError(.invalidArgument, "the channel is not in confirm mode") }
+        return confirmation
+    }
+
+    /// Checks a publish, reserves room for it and hands it to the connection thread without
+    /// waiting for that thread: a publish suspends only while the window is full or the broker
+    /// blocks the connection. Returns its confirmation in confirm mode.
+    private func handOver(
+        _ body: [UInt8], exchange: String, routingKey: String, mandatory: Bool, properties: BasicProperties,
+        requireConfirmMode: Bool
+    ) async throws -> PublishConfirmation? {
         try AMQPValidation.shortString(exchange, "the exchange name")
         try AMQPValidation.shortString(routingKey, "the routing key")
-        let confirmation = try await connection.core.publish(
-            on: key, exchange: exchange, routingKey: routingKey, mandatory: mandatory, properties: properties,
-            body: body, requireConfirmMode: true)
-        guard let confirmation else { throw AMQPError(.invalidArgument, "the channel is not in confirm mode") }
+        try properties.validate(frameMax: key.frameMax)
+        if connection.blockedReason != nil { try await connection.core.waitUntilUnblocked() }
+        let confirmMode = try await key.status.reservePublish(requireConfirmMode: requireConfirmMode)
+        let confirmation = confirmMode ? PublishConfirmation() : nil
+        connection.core.executor.enqueue(
+            .publish(
+                PublishCommand(
+                    key: key, exchange: exchange, routingKey: routingKey, mandatory: mandatory, properties: properties,
+                    body: body, confirmation: confirmation)))
         return confirmation
     }
 

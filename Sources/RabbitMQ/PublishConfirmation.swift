@@ -12,18 +12,22 @@
 /// for confirmation in pending { try await confirmation.wait() }
 /// ```
 public final class PublishConfirmation: Sendable {
-    /// The message's publish sequence number on its channel (1 for the first after `confirm.select`).
-    public let sequenceNumber: UInt64
-
     private struct State {
+        var sequenceNumber: UInt64 = 0
         var result: Result<Void, AMQPError>?
         var waiters: [CheckedContinuation<Void, any Error>] = []
     }
 
     private let state = Locked(State())
 
-    init(sequenceNumber: UInt64) {
-        self.sequenceNumber = sequenceNumber
+    init() {}
+
+    /// The message's publish sequence number on its channel (1 for the first after
+    /// `confirm.select`); 0 until the connection has sent it.
+    public var sequenceNumber: UInt64 { state.withLock { $0.sequenceNumber } }
+
+    func assign(sequenceNumber: UInt64) {
+        state.withLock { $0.sequenceNumber = sequenceNumber }
     }
 
     /// Waits until the broker confirms the message.

@@ -17,7 +17,13 @@ final class CArena {
     init() {}
 
     deinit {
+        reset()
+    }
+
+    /// Frees everything allocated so far; the arena can be used again.
+    func reset() {
         for block in blocks { free(block) }
+        blocks.removeAll(keepingCapacity: true)
     }
 
     private func allocate(_ byteCount: Int) -> UnsafeMutableRawPointer {

@@ -33,9 +33,6 @@ final class ChannelRecord {
     var incoming: IncomingContent?
     /// Consumers by tag.
     var consumers: [String: Consumer] = [:]
-    /// Tags of deliveries (manual acknowledgement, and `basic.get`) not yet acknowledged:
-    /// acknowledging anything else would make the broker close the channel (406).
-    var outstandingTags: Set<UInt64> = []
     /// Publisher confirms, from `confirm.select` on.
     var confirms: ConfirmTracker?
 
@@ -70,7 +67,7 @@ final class ChannelRecord {
             if consumersEndNormally { consumer.continuation.finish() } else { consumer.continuation.finish(throwing: rest) }
         }
         consumers.removeAll()
-        outstandingTags.removeAll()
+        status.markClosed(rest)
         confirms?.failAll(rest)
         status.returnsContinuation.finish()
     }

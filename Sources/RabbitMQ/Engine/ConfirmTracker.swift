@@ -1,7 +1,8 @@
 import DequeModule
 
 /// Publisher confirms on one channel: the publishes the broker has not confirmed yet, in
-/// sequence order, and the tasks waiting for room in the window.
+/// sequence order. (The window that bounds them is kept in ``ChannelStatus``, where publishers
+/// check it without a hop to the connection thread.)
 final class ConfirmTracker {
     struct Unconfirmed {
         let sequence: UInt64
@@ -22,33 +23,21 @@ final class ConfirmTracker {
         let messageID: String?
     }
 
-    /// Most unconfirmed publishes in flight; a publish beyond it waits.
-    var window: Int
     private(set) var nextSequence: UInt64 = 1
     private(set) var unconfirmed: Deque<Unconfirmed> = []
-    private var windowWaiters: [CheckedContinuation<Void, any Error>] = []
 
-    init(window: Int) {
-        self.window = max(window, 1)
-    }
+    init() {}
 
-    var isFull: Bool { unconfirmed.count >= window }
-
-    /// Registers a publish that was just sent.
-    func record(returnKey: ReturnKey?) -> PublishConfirmation {
-        let confirmation = PublishConfirmation(sequenceNumber: nextSequence)
+    /// Registers a publish that was just sent, numbering its confirmation.
+    func record(_ confirmation: PublishConfirmation, returnKey: ReturnKey?) {
+        confirmation.assign(sequenceNumber: nextSequence)
         unconfirmed.append(Unconfirmed(sequence: nextSequence, confirmation: confirmation, returnKey: returnKey))
         nextSequence += 1
-        return confirmation
-    }
-
-    func waitForRoom(_ continuation: CheckedContinuation<Void, any Error>) {
-        windowWaiters.append(continuation)
     }
 
     /// `basic.ack` (or `basic.nack` when `nacked`) for `tag`, or for every sequence up to it when
-    /// `multiple`. Returns false when the tag matches nothing outstanding.
-    func confirm(tag: UInt64, multiple: Bool, nacked: Bool) -> Bool {
+    /// `multiple`. Returns how many publishes it settled (0: the tag matches nothing outstanding).
+    func confirm(tag: UInt64, multiple: Bool, nacked: Bool) -> Int {
         var settled: [Unconfirmed] = []
         if multiple {
             while let first = unconfirmed.first, first.sequence <= tag { settled.append(unconfirmed.removeFirst()) }
@@ -65,8 +54,7 @@ final class ConfirmTracker {
                 publish.confirmation.resolve(.success(()))
             }
         }
-        if !settled.isEmpty { wakeWindowWaiters() }
-        return !settled.isEmpty
+        return settled.count
     }
 
     /// Marks the publish a `basic.return` refers to; false when none matches.
@@ -81,15 +69,6 @@ final class ConfirmTracker {
     /// The channel or connection closed: every unconfirmed publish's outcome is unknown.
     func failAll(_ error: AMQPError) {
         while let publish = unconfirmed.popFirst() { publish.confirmation.resolve(.failure(error)) }
-        let waiters = windowWaiters
-        windowWaiters.removeAll()
-        for waiter in waiters { waiter.resume(throwing: error) }
-    }
-
-    private func wakeWindowWaiters() {
-        let waiters = windowWaiters
-        windowWaiters.removeAll()
-        for waiter in waiters { waiter.resume() }
     }
 
     /// Sequence numbers ascend through the deque: binary search.

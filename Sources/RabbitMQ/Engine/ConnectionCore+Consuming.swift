@@ -68,7 +68,7 @@ extension ConnectionCore {
             }
             return
         }
-        if !consumer.autoAck { record.outstandingTags.insert(content.deliveryTag) }
+        if !consumer.autoAck { record.status.deliveryOutstanding(content.deliveryTag) }
         consumer.continuation.yield(content)
     }
 
@@ -88,31 +88,10 @@ extension ConnectionCore {
         }
     }
 
-    /// Acknowledges, nacks or rejects deliveries. Checked before sending, so a mistake is an
-    /// error for the caller and never a 406 that closes the channel: the tag must be outstanding
-    /// on this very channel instance (with `multiple`, tag 0 means every outstanding one).
-    func acknowledge(on key: ChannelKey, deliveryTag: UInt64, multiple: Bool, kind: AcknowledgementKind) throws {
-        let record: ChannelRecord
-        do {
-            record = try usableRecord(key)
-        } catch let error as AMQPError {
-            throw error.asClosed(
-                .channelClosed, "the delivery's channel is closed, so it cannot be acknowledged (the broker redelivers it)")
-        }
-        guard let connection else { throw closeReason ?? AMQPError(.connectionClosed, "the connection is closed") }
-        if multiple {
-            guard deliveryTag == 0 ? !record.outstandingTags.isEmpty : record.outstandingTags.contains(deliveryTag) else {
-                throw AMQPError(.alreadyAcknowledged, "delivery tag \(deliveryTag) is not outstanding on channel \(key.number)")
-            }
-            let covered = deliveryTag == 0 ? UInt64.max : deliveryTag
-            record.outstandingTags = record.outstandingTags.filter { $0 > covered }
-        } else {
-            guard record.outstandingTags.remove(deliveryTag) != nil else {
-                throw AMQPError(
-                    .alreadyAcknowledged,
-                    "delivery tag \(deliveryTag) on channel \(key.number) was already acknowledged or rejected")
-            }
-        }
+    /// Sends an acknowledgement the caller already checked against the channel's outstanding
+    /// tags. If the channel closed since, it is dropped: the broker redelivers the message.
+    func performAcknowledge(on key: ChannelKey, deliveryTag: UInt64, multiple: Bool, kind: AcknowledgementKind) {
+        guard let connection, let record = channels[key.number], record.id == key.id, record.isUsable else { return }
         let status: Int32
         switch kind {
         case .ack:
@@ -122,10 +101,8 @@ extension ConnectionCore {
         case .reject(let requeue):
             status = amqp_basic_reject(connection, key.number, deliveryTag, amqpBoolean(requeue))
         }
-        guard status == AMQP_STATUS_OK.rawValue else {
-            let error = connectionLost(status: status, while: "acknowledging")
-            tearDown(error)
-            throw error
+        if status != AMQP_STATUS_OK.rawValue {
+            tearDown(connectionLost(status: status, while: "acknowledging"))
         }
     }
 
@@ -133,7 +110,7 @@ extension ConnectionCore {
     /// new tags), so the old tags stop being acknowledgeable now.
     func recover(on key: ChannelKey, requeue: Bool) async throws {
         let record = try usableRecord(key)
-        record.outstandingTags.removeAll()
+        record.status.forgetOutstandingTags()
         _ = try await send(on: record, AMQP_BASIC_RECOVER_METHOD, expecting: [AMQP_BASIC_RECOVER_OK_METHOD]) { _ in
             amqp_basic_recover_t(requeue: amqpBoolean(requeue))
         }

@@ -196,7 +196,7 @@ extension ConnectionCore {
         record.incoming = nil
         switch complete.origin {
         case .get(let waiting):
-            if !waiting.autoAck { record.outstandingTags.insert(complete.content.deliveryTag) }
+            if !waiting.autoAck { record.status.deliveryOutstanding(complete.content.deliveryTag) }
             waiting.continuation.resume(returning: .getOk(complete.content))
         case .deliver:
             deliver(complete.content, on: record)

@@ -1,65 +1,84 @@
 internal import CRabbitMQ
 
-/// Publishing: `basic.publish`, publisher confirms, returns, and the broker's flow control.
+/// Publishing: `basic.publish` from commands, publisher confirms, returns, and the broker's flow
+/// control.
 extension ConnectionCore {
-    /// Publishes a message. In confirm mode it first waits for room in the channel's window of
-    /// unconfirmed messages, and returns the message's confirmation; it always waits while the
-    /// broker blocks the connection. Returns once librabbitmq has written the frames.
-    func publish(
-        on key: ChannelKey, exchange: String, routingKey: String, mandatory: Bool, properties: BasicProperties,
-        body: [UInt8], requireConfirmMode: Bool = false
-    ) async throws -> PublishConfirmation? {
-        var record = try usableRecord(key)
-        try properties.validate(frameMax: frameMax)
-        if requireConfirmMode, record.confirms == nil {
-            throw AMQPError(.invalidArgument, "channel \(key.number) is not in confirm mode: call confirmSelect() first")
-        }
-        // Back-pressure, re-checked after every wait since the channel may close meanwhile.
-        while true {
-            if blockedReason != nil {
-                try await waitUntilUnblocked()
-            } else if let confirms = record.confirms, confirms.isFull {
-                try await withCheckedThrowingContinuation { confirms.waitForRoom($0) }
-            } else {
-                break
+    /// Runs a batch of commands handed over by callers, in order.
+    func perform(_ commands: [ConnectionCommand]) {
+        for command in commands {
+            switch command {
+            case .publish(let publish):
+                // While the broker blocks us it stops reading: a write could then block this
+                // thread. Hold publishes back (they are bounded by the windows) until unblocked.
+                if blockedReason != nil || !heldPublishes.isEmpty {
+                    heldPublishes.append(publish)
+                } else {
+                    performPublish(publish)
+                }
+            case .acknowledge(let key, let deliveryTag, let multiple, let kind):
+                performAcknowledge(on: key, deliveryTag: deliveryTag, multiple: multiple, kind: kind)
             }
-            record = try usableRecord(key)
         }
-        guard let connection else { throw closeReason ?? AMQPError(.connectionClosed, "the connection is closed") }
+    }
 
-        let arena = CArena()
-        var cProperties = try properties.cProperties(arena)
-        let result = body.withUnsafeBytes { bytes in
-            amqp_basic_publish(
-                connection, key.number, arena.bytes(exchange), arena.bytes(routingKey), amqpBoolean(mandatory), 0,
-                &cProperties, amqp_bytes_t(len: bytes.count, bytes: UnsafeMutableRawPointer(mutating: bytes.baseAddress)))
+    /// Writes one message (method, content header and body frames) and settles its room: at
+    /// once outside confirm mode, at the confirm in confirm mode.
+    func performPublish(_ publish: PublishCommand) {
+        let status = publish.key.status
+        guard let connection, let record = channels[publish.key.number], record.id == publish.key.id, record.isUsable
+        else {
+            let reason = status.closeReason ?? closeReason ?? AMQPError(.channelClosed, "the channel is closed")
+            publish.confirmation?.resolve(.failure(reason))
+            status.releasePublishes(1)
+            return
         }
-        withExtendedLifetime(arena) {}
+        defer { scratch.reset() }
+        let result: Int32
+        do {
+            var properties = try publish.properties.cProperties(scratch)
+            result = publish.body.withUnsafeBytes { body in
+                amqp_basic_publish(
+                    connection, publish.key.number, scratch.bytes(publish.exchange), scratch.bytes(publish.routingKey),
+                    amqpBoolean(publish.mandatory), 0, &properties,
+                    amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
+            }
+        } catch let error as AMQPError {
+            // Validated by the caller already; kept so no path can drop a publish silently.
+            publish.confirmation?.resolve(.failure(error))
+            status.releasePublishes(1)
+            return
+        } catch {
+            return
+        }
         guard result == AMQP_STATUS_OK.rawValue else {
             // Part of the message may be on the wire: the connection cannot be trusted any more.
-            let error = connectionLost(status: result, while: "publishing")
-            tearDown(error)
-            throw error
+            publish.confirmation?.resolve(.failure(connectionLost(status: result, while: "publishing")))
+            status.releasePublishes(1)
+            tearDown(connectionLost(status: result, while: "publishing"))
+            return
         }
-        guard let confirms = record.confirms else { return nil }
-        let returnKey = mandatory
+        guard let confirms = record.confirms else {
+            status.releasePublishes(1)
+            return
+        }
+        let returnKey = publish.mandatory
             ? ConfirmTracker.ReturnKey(
-                exchange: exchange, routingKey: routingKey, bodySize: body.count, messageID: properties.messageID)
+                exchange: publish.exchange, routingKey: publish.routingKey, bodySize: publish.body.count,
+                messageID: publish.properties.messageID)
             : nil
-        return confirms.record(returnKey: returnKey)
+        // A publish reserved just before confirm.select has no confirmation of its own.
+        confirms.record(publish.confirmation ?? PublishConfirmation(), returnKey: returnKey)
     }
 
     /// Puts the channel in confirm mode (`confirm.select`) with a window of at most `window`
     /// unconfirmed publishes. Again on a channel in confirm mode: only changes the window.
     func confirmSelect(on key: ChannelKey, window: Int) async throws {
         let record = try usableRecord(key)
-        if let confirms = record.confirms {
-            confirms.window = max(window, 1)
-            return
-        }
+        record.status.enterConfirmMode(window: window)
+        guard record.confirms == nil else { return }
         // Numbering starts with the first publish after confirm.select, which the broker
         // handles before anything sent later: track from now on.
-        record.confirms = ConfirmTracker(window: window)
+        record.confirms = ConfirmTracker()
         _ = try await send(on: record, AMQP_CONFIRM_SELECT_METHOD, expecting: [AMQP_CONFIRM_SELECT_OK_METHOD]) { _ in
             amqp_confirm_select_t(nowait: 0)
         }
@@ -67,10 +86,16 @@ extension ConnectionCore {
 
     /// `basic.ack` / `basic.nack` from the broker for published messages.
     func confirmed(_ record: ChannelRecord, tag: UInt64, multiple: Bool, nacked: Bool) {
-        guard let confirms = record.confirms, confirms.confirm(tag: tag, multiple: multiple, nacked: nacked) else {
+        guard let confirms = record.confirms else {
+            protocolViolation("the broker confirmed message \(tag) on channel \(record.number), which is not in confirm mode")
+            return
+        }
+        let settled = confirms.confirm(tag: tag, multiple: multiple, nacked: nacked)
+        guard settled > 0 else {
             protocolViolation("the broker confirmed message \(tag) on channel \(record.number), which awaits no such confirm")
             return
         }
+        record.status.releasePublishes(settled)
     }
 
     /// A mandatory message came back: fail its publish if confirm mode tracks it, otherwise
@@ -102,13 +127,20 @@ extension ConnectionCore {
         blockedReason = nil
         status.update { $0.blockedReason = nil }
         logger.debug("connection unblocked by the broker")
+        while blockedReason == nil, connection != nil, let publish = heldPublishes.popFirst() {
+            performPublish(publish)
+        }
         let waiting = blockedPublishers
         blockedPublishers.removeAll()
         for publisher in waiting { publisher.continuation.resume() }
         configuration.onUnblocked?()
     }
 
-    private func waitUntilUnblocked() async throws {
+    /// Waits until the broker unblocks the connection, at most the blocked-publish timeout.
+    /// Returns at once when it is not blocked.
+    func waitUntilUnblocked() async throws {
+        try ensureOpen()
+        guard blockedReason != nil else { return }
         let deadline = clock.now + configuration.blockedPublishTimeout
         try await withCheckedThrowingContinuation { blockedPublishers.append(($0, deadline)) }
     }
@@ -126,9 +158,13 @@ extension ConnectionCore {
         }
     }
 
+    /// The connection ended: fail what waits for the broker to unblock it.
     func failBlockedPublishers(_ error: AMQPError) {
         let waiting = blockedPublishers
         blockedPublishers.removeAll()
         for publisher in waiting { publisher.continuation.resume(throwing: error) }
+        while let publish = heldPublishes.popFirst() {
+            publish.confirmation?.resolve(.failure(error))
+        }
     }
 }

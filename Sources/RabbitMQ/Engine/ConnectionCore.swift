@@ -1,4 +1,5 @@
 internal import CRabbitMQ
+import DequeModule
 import Logging
 
 #if canImport(Glibc)
@@ -13,6 +14,8 @@ struct ChannelKey: Sendable, Hashable {
     let number: UInt16
     let id: UInt64
     let status: ChannelStatus
+    /// The connection's negotiated frame size, for checks before publishing.
+    let frameMax: UInt32
 
     static func == (lhs: ChannelKey, rhs: ChannelKey) -> Bool { lhs.id == rhs.id && lhs.number == rhs.number }
     func hash(into hasher: inout Hasher) { hasher.combine(id) }
@@ -53,6 +56,10 @@ actor ConnectionCore {
     var closeWaiters: [CheckedContinuation<Void, Never>] = []
     /// The broker's reason while it blocks publishing (`connection.blocked`).
     var blockedReason: String?
+    /// Publishes handed over while the broker blocks the connection, sent when it unblocks.
+    var heldPublishes: Deque<PublishCommand> = []
+    /// Reused for every publish's C strings and tables.
+    let scratch = CArena()
     /// Publishes waiting for `connection.unblocked`, each until its deadline.
     var blockedPublishers: [(continuation: CheckedContinuation<Void, any Error>, deadline: ContinuousClock.Instant)] = []
     /// Numbers client-generated consumer tags.
@@ -262,7 +269,7 @@ actor ConnectionCore {
             amqp_channel_open_t(out_of_band: amqp_bytes_t(len: 0, bytes: nil))
         }
         logger.trace("channel open", metadata: ["amqp.channel": "\(number)"])
-        return ChannelKey(number: number, id: record.id, status: record.status)
+        return ChannelKey(number: number, id: record.id, status: record.status, frameMax: frameMax)
     }
 
     /// Closes a channel: `channel.close`, then waits for `close-ok` (at most the RPC timeout).

@@ -18,9 +18,19 @@ import Darwin
 /// Jobs arrive from any thread into a locked queue. The loop sleeps in `poll()` on the socket and
 /// the read end of a wake-up pipe; a producer writes one byte only when the loop is (about to be)
 /// asleep, so a burst of jobs costs one wake-up.
+///
+/// The same queue carries ``ConnectionCommand``s: publishes and acknowledgements that the caller
+/// hands over without waiting for the connection thread (the hop there and back is what a
+/// message would otherwise cost). One queue keeps them in order with the actor's jobs.
 final class ConnectionExecutor: SerialExecutor {
+    /// An actor job or a command, in arrival order.
+    enum Work {
+        case job(UnownedJob)
+        case command(ConnectionCommand)
+    }
+
     private struct State {
-        var jobs: Deque<UnownedJob> = []
+        var jobs: Deque<Work> = []
         /// The loop is in (or entering) `poll()` and must be woken for new jobs.
         var sleeping = false
         /// The owner thread asked to stop once its connection is torn down.
@@ -56,10 +66,18 @@ final class ConnectionExecutor: SerialExecutor {
     // MARK: SerialExecutor
 
     func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
+        enqueue(.job(UnownedJob(job)))
+    }
+
+    /// Hands a command to the connection thread; it runs in order with the actor's jobs.
+    func enqueue(_ command: ConnectionCommand) {
+        enqueue(.command(command))
+    }
+
+    private func enqueue(_ work: Work) {
         enum Action { case none, wake, startDrainer }
         let action: Action = state.withLock { state in
-            state.jobs.append(job)
+            state.jobs.append(work)
             if state.ownerExited {
                 if state.drainerRunning { return .none }
                 state.drainerRunning = true
@@ -103,18 +121,32 @@ final class ConnectionExecutor: SerialExecutor {
         state.withLock { $0.owner = pthread_self() }
     }
 
-    /// Runs the jobs queued so far (not those they enqueue: those wait for the next turn, so
-    /// frames are read between). Returns how many ran.
+    /// Runs the jobs and commands queued so far, in order (not those they enqueue: those wait
+    /// for the next turn, so frames are read between). Consecutive commands go to `perform` as
+    /// one batch. Returns how many items ran.
     @discardableResult
-    func runQueuedJobs() -> Int {
-        let jobs = state.withLock { state in
-            let jobs = state.jobs
+    func runQueuedJobs(perform: ([ConnectionCommand]) -> Void = { _ in }) -> Int {
+        let work = state.withLock { state in
+            let work = state.jobs
             state.jobs.removeAll(keepingCapacity: true)
-            return jobs
+            return work
         }
         let executor = asUnownedSerialExecutor()
-        for job in jobs { job.runSynchronously(on: executor) }
-        return jobs.count
+        var batch: [ConnectionCommand] = []
+        for item in work {
+            switch item {
+            case .command(let command):
+                batch.append(command)
+            case .job(let job):
+                if !batch.isEmpty {
+                    perform(batch)
+                    batch.removeAll(keepingCapacity: true)
+                }
+                job.runSynchronously(on: executor)
+            }
+        }
+        if !batch.isEmpty { perform(batch) }
+        return work.count
     }
 
     /// Whether jobs are waiting, and whether the owner was asked to stop.
@@ -165,6 +197,11 @@ final class ConnectionExecutor: SerialExecutor {
         if hasJobs { startDrainer() }
     }
 
+    /// What a drainer does with commands that arrive after the connection is gone: fail them.
+    private func drainedCommands(_ commands: [ConnectionCommand]) {
+        for command in commands { command.abandon() }
+    }
+
     // MARK: Private
 
     private func wake() {
@@ -190,7 +227,7 @@ final class ConnectionExecutor: SerialExecutor {
                     return true
                 }
                 guard more else { return }
-                runQueuedJobs()
+                runQueuedJobs(perform: drainedCommands)
             }
         }
     }

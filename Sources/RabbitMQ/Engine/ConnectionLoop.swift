@@ -5,8 +5,9 @@ enum ConnectionLoop {
         startThread(name: name) {
             let executor = core.executor
             executor.becomeOwner()
+            let perform = { (commands: [ConnectionCommand]) in core.assumeIsolated { $0.perform(commands) } }
             while true {
-                executor.runQueuedJobs()
+                executor.runQueuedJobs(perform: perform)
                 let pending = executor.pending
                 if pending.stopRequested && !pending.jobs { break }
                 core.assumeIsolated { $0.turn() }
@@ -14,7 +15,7 @@ enum ConnectionLoop {
             core.assumeIsolated {
                 $0.tearDown(AMQPError(.connectionClosed, "the connection was released without being closed"))
             }
-            executor.runQueuedJobs()
+            executor.runQueuedJobs(perform: perform)
             executor.ownerDidExit()
         }
     }

@@ -18,11 +18,30 @@ final class ConnectionStatus: Sendable {
     }
 }
 
-/// The closed state of one channel, shared by its handle and the connection's actor, so a call
-/// on a closed channel reports why it closed even after the channel number was reused.
+/// What callers on any thread and the connection's actor share about one channel instance, so
+/// the hot paths (publishing, acknowledging) can decide without a hop to the connection thread:
+/// whether it is closed and why, how many publishes are in flight, and which delivery tags are
+/// still to be acknowledged.
 final class ChannelStatus: Sendable {
-    private let reason = Locked<AMQPError?>(nil)
-    /// Returned mandatory messages that no confirm-mode publish took (see
+    private struct State {
+        var closeReason: AMQPError?
+        /// The confirm window once `confirm.select` was sent; `nil` outside confirm mode.
+        var confirmWindow: Int?
+        /// Publishes handed over and not settled: in confirm mode until the broker confirms
+        /// them, otherwise until they are written.
+        var publishesInFlight = 0
+        var roomWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Tags of deliveries (manual acknowledgement, and `basic.get`) not yet acknowledged:
+        /// acknowledging anything else would make the broker close the channel (406).
+        var outstandingTags: Set<UInt64> = []
+    }
+
+    /// Outside confirm mode, most publishes handed over but not yet written: the bound on the
+    /// memory a fast publisher can queue.
+    static let unconfirmedQueueLimit = 1000
+
+    private let state = Locked(State())
+    /// Returned mandatory messages that no confirm-mode publish reported (see
     /// ``AMQPChannel/returnedMessages``).
     let returns: AsyncStream<ReturnedMessage>
     let returnsContinuation: AsyncStream<ReturnedMessage>.Continuation
@@ -31,11 +50,96 @@ final class ChannelStatus: Sendable {
         (returns, returnsContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1024))
     }
 
-    var closeReason: AMQPError? { reason.withLock { $0 } }
+    var closeReason: AMQPError? { state.withLock { $0.closeReason } }
 
-    /// Records the first reason; later ones (e.g. the connection closing after the channel) are
-    /// less informative.
+    /// Records why the channel closed (the first reason counts: later ones, such as the
+    /// connection closing after the channel, say less) and wakes publishers waiting for room.
     func markClosed(_ error: AMQPError) {
-        reason.withLock { if $0 == nil { $0 = error } }
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            if state.closeReason == nil { state.closeReason = error }
+            state.outstandingTags.removeAll()
+            defer { state.roomWaiters.removeAll() }
+            return state.roomWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: Publishing
+
+    func enterConfirmMode(window: Int) {
+        state.withLock { $0.confirmWindow = max(window, 1) }
+    }
+
+    /// Reserves room for one publish, waiting while the window (or, outside confirm mode, the
+    /// queue limit) is full. Returns whether the channel is in confirm mode.
+    func reservePublish(requireConfirmMode: Bool) async throws -> Bool {
+        enum Decision { case reserved(confirm: Bool), full, failed(AMQPError) }
+        while true {
+            let decision: Decision = state.withLock { state in
+                if let reason = state.closeReason { return .failed(reason) }
+                if requireConfirmMode, state.confirmWindow == nil {
+                    return .failed(AMQPError(.invalidArgument, "the channel is not in confirm mode: call confirmSelect() first"))
+                }
+                guard state.publishesInFlight < (state.confirmWindow ?? Self.unconfirmedQueueLimit) else { return .full }
+                state.publishesInFlight += 1
+                return .reserved(confirm: state.confirmWindow != nil)
+            }
+            switch decision {
+            case .reserved(let confirm): return confirm
+            case .failed(let error): throw error
+            case .full:
+                await withCheckedContinuation { continuation in
+                    let mustWait = state.withLock { state in
+                        let full = state.publishesInFlight >= (state.confirmWindow ?? Self.unconfirmedQueueLimit)
+                        if full, state.closeReason == nil { state.roomWaiters.append(continuation) }
+                        return full && state.closeReason == nil
+                    }
+                    if !mustWait { continuation.resume() }
+                }
+            }
+        }
+    }
+
+    /// `count` publishes settled (written, or confirmed): their room is free again.
+    func releasePublishes(_ count: Int) {
+        guard count > 0 else { return }
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.publishesInFlight -= count
+            defer { state.roomWaiters.removeAll() }
+            return state.roomWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: Acknowledgements
+
+    func deliveryOutstanding(_ tag: UInt64) {
+        state.withLock { _ = $0.outstandingTags.insert(tag) }
+    }
+
+    /// Takes `tag` (with `multiple`, every outstanding tag up to it; 0 means all) off the
+    /// outstanding set, or explains why it cannot be acknowledged.
+    func takeOutstanding(_ tag: UInt64, multiple: Bool, channel number: UInt16) throws {
+        try state.withLock { state in
+            if let reason = state.closeReason {
+                throw reason.asClosed(
+                    .channelClosed, "the delivery's channel is closed, so it cannot be acknowledged (the broker redelivers it)")
+            }
+            if multiple {
+                guard tag == 0 ? !state.outstandingTags.isEmpty : state.outstandingTags.contains(tag) else {
+                    throw AMQPError(.alreadyAcknowledged, "delivery tag \(tag) is not outstanding on channel \(number)")
+                }
+                let covered = tag == 0 ? UInt64.max : tag
+                state.outstandingTags = state.outstandingTags.filter { $0 > covered }
+            } else if state.outstandingTags.remove(tag) == nil {
+                throw AMQPError(
+                    .alreadyAcknowledged, "delivery tag \(tag) on channel \(number) was already acknowledged or rejected")
+            }
+        }
+    }
+
+    /// `basic.recover`: every earlier delivery will come again with a new tag.
+    func forgetOutstandingTags() {
+        state.withLock { $0.outstandingTags.removeAll() }
     }
 }
