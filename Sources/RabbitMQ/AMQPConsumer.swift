@@ -30,7 +30,7 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     /// The channel the consumer runs on.
     public let channel: AMQPChannel
     let autoAck: Bool
-    let stream: AsyncThrowingStream<DeliveryContent, any Error>
+    let stream: AsyncThrowingStream<[DeliveryContent], any Error>
 
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(base: stream.makeAsyncIterator(), channel: channel, autoAck: autoAck)
@@ -43,12 +43,21 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
 
     /// Iterates the deliveries.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: AsyncThrowingStream<DeliveryContent, any Error>.AsyncIterator
+        var base: AsyncThrowingStream<[DeliveryContent], any Error>.AsyncIterator
         let channel: AMQPChannel
         let autoAck: Bool
+        /// The batch being handed out, and the next position in it.
+        var batch: [DeliveryContent] = []
+        var position = 0
 
         public mutating func next() async throws -> AMQPDelivery? {
-            try await base.next().map { AMQPDelivery($0, channel: channel, autoAck: autoAck) }
+            while position == batch.count {
+                guard let next = try await base.next() else { return nil }
+                batch = next
+                position = 0
+            }
+            defer { position += 1 }
+            return AMQPDelivery(batch[position], channel: channel, autoAck: autoAck)
         }
     }
 }

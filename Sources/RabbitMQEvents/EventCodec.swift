@@ -20,20 +20,18 @@ public protocol EventCodec: Sendable {
 /// - Output: compact (no whitespace); the order of keys is unspecified.
 public struct JSONEventCodec: EventCodec {
     public let contentType = "application/json"
+    // Configured once and shared: Foundation's coders are safe to use from several threads
+    // once their options are set.
+    private let encoder: JSONEncoder
+    private let decoder: JSONDecoder
 
-    public init() {}
-
-    public func encode<Event: AMQPEvent>(_ event: Event) throws -> [UInt8] {
-        let encoder = JSONEncoder()
+    public init() {
+        encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
             try container.encode(Self.format(date))
         }
-        return Array(try encoder.encode(event))
-    }
-
-    public func decode<Event: AMQPEvent>(_ type: Event.Type, from body: [UInt8]) throws -> Event {
-        let decoder = JSONDecoder()
+        decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()
             let text = try container.decode(String.self)
@@ -42,7 +40,14 @@ public struct JSONEventCodec: EventCodec {
             throw DecodingError.dataCorruptedError(
                 in: container, debugDescription: "'\(text)' is not an ISO 8601 date such as 2026-11-21T12:00:01.234Z")
         }
-        return try decoder.decode(type, from: Data(body))
+    }
+
+    public func encode<Event: AMQPEvent>(_ event: Event) throws -> [UInt8] {
+        Array(try encoder.encode(event))
+    }
+
+    public func decode<Event: AMQPEvent>(_ type: Event.Type, from body: [UInt8]) throws -> Event {
+        try decoder.decode(type, from: Data(body))
     }
 
     /// `2026-11-21T12:00:01.234Z`, rounded to the nearest millisecond. (Foundation's fractional

@@ -173,6 +173,13 @@ extension FieldValue {
     }
 }
 
+extension amqp_bytes_t {
+    /// Bytes borrowed for the duration of a call (librabbitmq only reads them).
+    init(borrowing buffer: UnsafeBufferPointer<UInt8>) {
+        self.init(len: buffer.count, bytes: UnsafeMutableRawPointer(mutating: buffer.baseAddress))
+    }
+}
+
 extension UnsafeRawBufferPointer {
     /// A view of librabbitmq's bytes (valid only until its pool is recycled: copy before then).
     init(_ bytes: amqp_bytes_t) {

@@ -16,10 +16,21 @@ final class ChannelRecord {
 
     /// A consumer's end of its delivery sequence.
     struct Consumer {
-        let continuation: AsyncThrowingStream<DeliveryContent, any Error>.Continuation
+        /// Deliveries go to the sequence in batches, one per turn of the loop: one hand-over
+        /// (and at most one wake-up of the consuming task) for many messages.
+        let continuation: AsyncThrowingStream<[DeliveryContent], any Error>.Continuation
         let autoAck: Bool
         /// `basic.cancel` sent: deliveries still in flight are handed back to the broker.
         var cancelling = false
+        /// Deliveries of this turn, not yet handed over.
+        var batch: [DeliveryContent] = []
+
+        /// Hands the batch over.
+        mutating func flush() {
+            guard !batch.isEmpty else { return }
+            continuation.yield(batch)
+            batch.removeAll()
+        }
     }
 
     let number: UInt16
@@ -33,6 +44,10 @@ final class ChannelRecord {
     var incoming: IncomingContent?
     /// Consumers by tag.
     var consumers: [String: Consumer] = [:]
+    /// Whether some consumer holds deliveries not yet handed over.
+    var hasUnflushedDeliveries = false
+    /// Strings deliveries repeat, reused rather than allocated per message.
+    var recentStrings = RecentStrings()
     /// Publisher confirms, from `confirm.select` on.
     var confirms: ConfirmTracker?
 
@@ -40,6 +55,13 @@ final class ChannelRecord {
         self.number = number
         self.id = id
         self.status = ChannelStatus()
+    }
+
+    /// Hands every consumer's batch over.
+    func flushDeliveries() {
+        guard hasUnflushedDeliveries else { return }
+        hasUnflushedDeliveries = false
+        for tag in Array(consumers.keys) { consumers[tag]?.flush() }
     }
 
     var isUsable: Bool {
@@ -63,7 +85,8 @@ final class ChannelRecord {
             reply.continuation.resume(throwing: error)
             error = rest
         }
-        for consumer in consumers.values {
+        for var consumer in consumers.values {
+            consumer.flush()  // what arrived before the end is still delivered
             if consumersEndNormally { consumer.continuation.finish() } else { consumer.continuation.finish(throwing: rest) }
         }
         consumers.removeAll()

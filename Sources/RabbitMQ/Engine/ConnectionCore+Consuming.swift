@@ -5,7 +5,7 @@ extension ConnectionCore {
     /// Starts a consumer (`basic.consume`) and returns the sequence its deliveries go to.
     func consume(
         on key: ChannelKey, queue: String, consumerTag: String, autoAck: Bool, exclusive: Bool, arguments: FieldTable
-    ) async throws -> (tag: String, deliveries: AsyncThrowingStream<DeliveryContent, any Error>) {
+    ) async throws -> (tag: String, deliveries: AsyncThrowingStream<[DeliveryContent], any Error>) {
         let record = try usableRecord(key)
         // Deliveries may follow consume-ok in the same read, before the awaiting task runs:
         // the sequence must exist first, so the tag is chosen here rather than by the broker.
@@ -15,7 +15,7 @@ extension ConnectionCore {
             // The broker would close the whole connection (530) for a duplicate tag.
             throw AMQPError(.invalidArgument, "the consumer tag '\(tag)' is already in use on channel \(key.number)")
         }
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: DeliveryContent.self)
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: [DeliveryContent].self)
         record.consumers[tag] = ChannelRecord.Consumer(continuation: continuation, autoAck: autoAck)
         do {
             _ = try await send(on: record, AMQP_BASIC_CONSUME_METHOD, expecting: [AMQP_BASIC_CONSUME_OK_METHOD]) { arena in
@@ -54,28 +54,36 @@ extension ConnectionCore {
     /// Hands a complete delivery to its consumer.
     func deliver(_ content: DeliveryContent, on record: ChannelRecord) {
         let tag = content.consumerTag ?? ""
-        guard let consumer = record.consumers[tag] else {
+        // Only the flags: a copy of the consumer would share its batch and make every append
+        // copy the whole batch.
+        guard let (autoAck, cancelling) = record.consumers[tag].map({ ($0.autoAck, $0.cancelling) }) else {
             // Cannot happen with a well-behaved broker (deliveries stop at cancel-ok); if it
             // does, the channel's close will requeue it.
             logger.debug("delivery for an unknown consumer", metadata: ["amqp.consumer": "\(tag)"])
             return
         }
-        if consumer.cancelling {
+        if cancelling {
             // In flight when basic.cancel was sent: give it back rather than to nobody.
-            if !consumer.autoAck, let connection {
+            if !autoAck, let connection {
                 let status = amqp_basic_reject(connection, record.number, content.deliveryTag, 1)
                 if status != AMQP_STATUS_OK.rawValue { tearDown(connectionLost(status: status, while: "rejecting")) }
             }
             return
         }
-        if !consumer.autoAck { record.status.deliveryOutstanding(content.deliveryTag) }
-        consumer.continuation.yield(content)
+        if !autoAck { record.status.deliveryOutstanding(content.deliveryTag) }
+        // Handed over at the end of the loop's turn, with the rest of the batch.
+        record.consumers[tag]?.batch.append(content)
+        if !record.hasUnflushedDeliveries {
+            record.hasUnflushedDeliveries = true
+            channelsWithDeliveries.append(record)
+        }
     }
 
     /// `basic.cancel` from the broker: the queue was deleted, or similar. The sequence ends with
     /// the reason; the broker expects `cancel-ok` unless it said `nowait`.
     func consumerCancelledByBroker(_ record: ChannelRecord, tag: String, replyExpected: Bool) {
-        let consumer = record.consumers.removeValue(forKey: tag)
+        var consumer = record.consumers.removeValue(forKey: tag)
+        consumer?.flush()
         consumer?.continuation.finish(
             throwing: AMQPError(
                 .consumerCancelled,

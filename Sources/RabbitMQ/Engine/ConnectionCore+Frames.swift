@@ -65,8 +65,9 @@ extension ConnectionCore {
                 origin: .deliver,
                 content: DeliveryContent(
                     deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0,
-                    exchange: String(copying: deliver.exchange), routingKey: String(copying: deliver.routing_key),
-                    consumerTag: String(copying: deliver.consumer_tag)))
+                    exchange: record.recentStrings.string(deliver.exchange),
+                    routingKey: record.recentStrings.string(deliver.routing_key),
+                    consumerTag: record.recentStrings.string(deliver.consumer_tag)))
         case AMQP_BASIC_ACK_METHOD:
             let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
             confirmed(record, tag: ack.delivery_tag, multiple: ack.multiple != 0, nacked: false)
@@ -142,7 +143,9 @@ extension ConnectionCore {
         case AMQP_BASIC_CANCEL_OK_METHOD:
             // Ends the sequence here, in frame order: no delivery for it can follow.
             let ok = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_ok_t.self).pointee
-            record.consumers.removeValue(forKey: String(copying: ok.consumer_tag))?.continuation.finish()
+            var consumer = record.consumers.removeValue(forKey: String(copying: ok.consumer_tag))
+            consumer?.flush()
+            consumer?.continuation.finish()
         case AMQP_CHANNEL_OPEN_OK_METHOD:
             if case .opening = record.phase { record.phase = .open }
         case AMQP_CHANNEL_CLOSE_OK_METHOD:

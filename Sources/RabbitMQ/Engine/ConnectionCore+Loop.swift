@@ -26,6 +26,8 @@ extension ConnectionCore {
         let tickDue = now >= nextTick
         if events != 0 || libraryHasData || tickDue {
             readFrames(limit: 4096)
+            for record in channelsWithDeliveries { record.flushDeliveries() }
+            channelsWithDeliveries.removeAll(keepingCapacity: true)
         }
         if tickDue {
             nextTick = now + tickInterval

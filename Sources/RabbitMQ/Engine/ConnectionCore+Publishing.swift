@@ -5,6 +5,12 @@ internal import CRabbitMQ
 extension ConnectionCore {
     /// Runs a batch of commands handed over by callers, in order.
     func perform(_ commands: [ConnectionCommand]) {
+        // Room freed by written publishes is released once per run of one channel's publishes.
+        var written: (status: ChannelStatus, count: Int)?
+        func flushWritten() {
+            if let (status, count) = written { status.releasePublishes(count) }
+            written = nil
+        }
         for command in commands {
             switch command {
             case .publish(let publish):
@@ -12,55 +18,58 @@ extension ConnectionCore {
                 // thread. Hold publishes back (they are bounded by the windows) until unblocked.
                 if blockedReason != nil || !heldPublishes.isEmpty {
                     heldPublishes.append(publish)
-                } else {
-                    performPublish(publish)
+                } else if performPublish(publish) {
+                    if let current = written, current.status !== publish.key.status { flushWritten() }
+                    written = (publish.key.status, (written?.count ?? 0) + 1)
                 }
             case .acknowledge(let key, let deliveryTag, let multiple, let kind):
                 performAcknowledge(on: key, deliveryTag: deliveryTag, multiple: multiple, kind: kind)
             }
         }
+        flushWritten()
     }
 
-    /// Writes one message (method, content header and body frames) and settles its room: at
-    /// once outside confirm mode, at the confirm in confirm mode.
-    func performPublish(_ publish: PublishCommand) {
+    /// Writes one message (method, content header and body frames) and settles it: a failure
+    /// now, a confirm later in confirm mode. Returns true when the caller should release its
+    /// room (written outside confirm mode).
+    @discardableResult
+    func performPublish(_ publish: PublishCommand) -> Bool {
         let status = publish.key.status
         guard let connection, let record = channels[publish.key.number], record.id == publish.key.id, record.isUsable
         else {
             let reason = status.closeReason ?? closeReason ?? AMQPError(.channelClosed, "the channel is closed")
             publish.confirmation?.resolve(.failure(reason))
-            status.releasePublishes(1)
-            return
+            return true
         }
         defer { scratch.reset() }
         let result: Int32
         do {
             var properties = try publish.properties.cProperties(scratch)
-            result = publish.body.withUnsafeBytes { body in
-                amqp_basic_publish(
-                    connection, publish.key.number, scratch.bytes(publish.exchange), scratch.bytes(publish.routingKey),
-                    amqpBoolean(publish.mandatory), 0, &properties,
-                    amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
+            var exchange = publish.exchange
+            var routingKey = publish.routingKey
+            // The names' own UTF-8 storage, borrowed for the call: no copies per message.
+            result = exchange.withUTF8 { exchange in
+                routingKey.withUTF8 { routingKey in
+                    publish.body.withUnsafeBytes { body in
+                        amqp_basic_publish(
+                            connection, publish.key.number, amqp_bytes_t(borrowing: exchange),
+                            amqp_bytes_t(borrowing: routingKey), amqpBoolean(publish.mandatory), 0, &properties,
+                            amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
+                    }
+                }
             }
-        } catch let error as AMQPError {
-            // Validated by the caller already; kept so no path can drop a publish silently.
-            publish.confirmation?.resolve(.failure(error))
-            status.releasePublishes(1)
-            return
         } catch {
-            return
+            // Validated by the caller already; kept so no path can drop a publish silently.
+            publish.confirmation?.resolve(.failure(error as? AMQPError ?? AMQPError(.invalidArgument, "\(error)")))
+            return true
         }
         guard result == AMQP_STATUS_OK.rawValue else {
             // Part of the message may be on the wire: the connection cannot be trusted any more.
             publish.confirmation?.resolve(.failure(connectionLost(status: result, while: "publishing")))
-            status.releasePublishes(1)
             tearDown(connectionLost(status: result, while: "publishing"))
-            return
+            return true
         }
-        guard let confirms = record.confirms else {
-            status.releasePublishes(1)
-            return
-        }
+        guard let confirms = record.confirms else { return true }
         let returnKey = publish.mandatory
             ? ConfirmTracker.ReturnKey(
                 exchange: publish.exchange, routingKey: publish.routingKey, bodySize: publish.body.count,
@@ -68,6 +77,7 @@ extension ConnectionCore {
             : nil
         // A publish reserved just before confirm.select has no confirmation of its own.
         confirms.record(publish.confirmation ?? PublishConfirmation(), returnKey: returnKey)
+        return false
     }
 
     /// Puts the channel in confirm mode (`confirm.select`) with a window of at most `window`
@@ -128,7 +138,7 @@ extension ConnectionCore {
         status.update { $0.blockedReason = nil }
         logger.debug("connection unblocked by the broker")
         while blockedReason == nil, connection != nil, let publish = heldPublishes.popFirst() {
-            performPublish(publish)
+            if performPublish(publish) { publish.key.status.releasePublishes(1) }
         }
         let waiting = blockedPublishers
         blockedPublishers.removeAll()

@@ -62,6 +62,8 @@ actor ConnectionCore {
     let scratch = CArena()
     /// Publishes waiting for `connection.unblocked`, each until its deadline.
     var blockedPublishers: [(continuation: CheckedContinuation<Void, any Error>, deadline: ContinuousClock.Instant)] = []
+    /// Channels whose consumers got deliveries this turn, handed over at its end.
+    var channelsWithDeliveries: [ChannelRecord] = []
     /// Numbers client-generated consumer tags.
     var nextConsumerNumber = 1
     /// When the last byte arrived from the broker, for the missed-heartbeat watchdog.
