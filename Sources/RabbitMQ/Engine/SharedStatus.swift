@@ -100,11 +100,15 @@ final class ChannelStatus: Sendable {
         }
     }
 
-    /// `count` publishes settled (written, or confirmed): their room is free again.
+    /// `count` publishes settled (written, or confirmed): their room is free again. Waiting
+    /// publishers are woken once an eighth of the window is free, not for every freed slot: a
+    /// wake-up costs more than a publish, so they publish in bursts.
     func releasePublishes(_ count: Int) {
         guard count > 0 else { return }
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.publishesInFlight -= count
+            let limit = state.confirmWindow ?? Self.unconfirmedQueueLimit
+            guard !state.roomWaiters.isEmpty, limit - state.publishesInFlight >= max(1, limit / 8) else { return [] }
             defer { state.roomWaiters.removeAll() }
             return state.roomWaiters
         }
