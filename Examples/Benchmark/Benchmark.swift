@@ -123,12 +123,14 @@ enum Benchmark {
         let queue = "peerbench-swift-rabbitmq-\(options.workload)-\(getpid())"
         try await channel.queueDeclare(queue)
         let body = [UInt8](repeating: 0x42, count: options.size)
+        // The contract's messages are transient, delivery mode 1.
+        let transient = BasicProperties(deliveryMode: .transient)
         var result: [String: String] = [:]
 
         switch options.workload {
         case "W1":
             let watch = Stopwatch()
-            for _ in 0..<options.count { try await channel.publish(body, routingKey: queue) }
+            for _ in 0..<options.count { try await channel.publish(body, routingKey: queue, properties: transient) }
             let (seconds, cpu) = (watch.seconds, watch.cpu)
             let queued = try await waitForCount(options.count, queue: queue, channel: channel)
             result = ["messages": "\(options.count)", "seconds": "\(seconds)", "cpu_seconds": "\(cpu)",
@@ -137,7 +139,9 @@ enum Benchmark {
             try await channel.confirmSelect(window: options.window)
             let watch = Stopwatch()
             var last: PublishConfirmation?
-            for _ in 0..<options.count { last = try await channel.publishWithoutWaiting(body, routingKey: queue) }
+            for _ in 0..<options.count {
+                last = try await channel.publishWithoutWaiting(body, routingKey: queue, properties: transient)
+            }
             try await last?.wait()
             result = ["messages": "\(options.count)", "seconds": "\(watch.seconds)", "cpu_seconds": "\(watch.cpu)",
                       "confirm_mode": "\"window\""]
@@ -169,7 +173,10 @@ enum Benchmark {
         let filler = try await connection.openChannel()
         try await filler.confirmSelect(window: 5000)
         var last: PublishConfirmation?
-        for _ in 0..<options.count { last = try await filler.publishWithoutWaiting(body, routingKey: queue) }
+        let transient = BasicProperties(deliveryMode: .transient)
+        for _ in 0..<options.count {
+            last = try await filler.publishWithoutWaiting(body, routingKey: queue, properties: transient)
+        }
         try await last?.wait()
         _ = try await waitForCount(options.count, queue: queue, channel: filler)
         await filler.close()
@@ -199,7 +206,7 @@ enum Benchmark {
             try await Task.sleep(until: start + .seconds(Double(index) / options.rate), clock: .continuous)
             let now = monotonicNanoseconds()
             for byte in 0..<8 { body[byte] = UInt8(truncatingIfNeeded: now >> (8 * UInt64(byte))) }
-            try await publisher.publish(body, routingKey: queue)
+            try await publisher.publish(body, routingKey: queue, properties: .init(deliveryMode: .transient))
         }
         let (samples, end) = try await receiving.value
         let cpu = watch.cpu
