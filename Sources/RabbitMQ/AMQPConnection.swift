@@ -86,14 +86,7 @@ public final class AMQPConnection: Sendable {
         _ body: (AMQPConnection) async throws -> Result
     ) async throws -> Result {
         let connection = try await open(configuration, logger: logger)
-        do {
-            let result = try await body(connection)
-            await connection.close()
-            return result
-        } catch {
-            await connection.close()
-            throw error
-        }
+        return try await closing(connection, afterwards: { await $0.close() }, body)
     }
 
     /// Opens a channel, on the lowest channel number that is free.
@@ -108,14 +101,7 @@ public final class AMQPConnection: Sendable {
     /// Opens a channel, runs `body` with it, and closes it, whether `body` returns or throws.
     public func withChannel<Result: Sendable>(_ body: (AMQPChannel) async throws -> Result) async throws -> Result {
         let channel = try await openChannel()
-        do {
-            let result = try await body(channel)
-            await channel.close()
-            return result
-        } catch {
-            await channel.close()
-            throw error
-        }
+        return try await closing(channel, afterwards: { await $0.close() }, body)
     }
 
     /// Closes the connection: sends `connection.close`, waits for the broker's `close-ok` (at
@@ -147,4 +133,18 @@ public final class AMQPConnection: Sendable {
 
     /// The configuration the connection was opened with.
     public var configuration: Configuration { core.configuration }
+}
+
+/// Runs `body` with `resource`, then `close` it, whether `body` returns or throws.
+private func closing<Resource, Result>(
+    _ resource: Resource, afterwards close: (Resource) async -> Void, _ body: (Resource) async throws -> Result
+) async throws -> Result {
+    do {
+        let result = try await body(resource)
+        await close(resource)
+        return result
+    } catch {
+        await close(resource)
+        throw error
+    }
 }
