@@ -14,8 +14,9 @@ extension AMQPChannel {
     ///
     /// In confirm mode (``confirmSelect(window:)``) it returns once the broker has confirmed the
     /// message, and throws if the broker refuses it or, for a `mandatory` message, cannot route
-    /// it. Otherwise it returns once the message is written to the socket, which guarantees
-    /// nothing about the broker.
+    /// it. Otherwise it returns once the message is queued for the connection's thread (at most
+    /// 1,000 per channel wait there; beyond that a publish waits for room), which guarantees
+    /// nothing about the broker: a message still queued when the connection fails is lost.
     ///
     /// While the broker blocks the connection (a memory or disk alarm) the publish waits, at most
     /// ``AMQPConnection/Configuration/blockedPublishTimeout``.
