@@ -44,16 +44,24 @@ struct ChildProcess: Sendable {
 
     func signal(_ signal: Int32) { kill(pid, signal) }
 
-    /// Waits for it to exit, on a thread of its own; returns its exit status (128 + signal if
-    /// a signal ended it).
+    /// Blocks until it exits; returns its exit status (128 + signal if a signal ended it).
+    func exitStatus() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+
+    /// Waits for it to exit on a thread of its own (never on one of Swift's few cooperative
+    /// threads); returns its exit status.
     func waitForExit() async -> Int32 {
         await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                var status: Int32 = 0
-                while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-                let signal = status & 0x7f
-                continuation.resume(returning: signal == 0 ? (status >> 8) & 0xff : 128 + signal)
-            }
+            Thread.detachNewThread { continuation.resume(returning: exitStatus()) }
         }
+    }
+
+    /// Deletes the output file.
+    func removeOutput() {
+        try? FileManager.default.removeItem(atPath: outputPath)
     }
 }

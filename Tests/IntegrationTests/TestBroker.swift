@@ -88,20 +88,11 @@ enum TestBroker {
     /// end can leak into a concurrently spawned broker and hold a reader open.
     @discardableResult
     static func shellBlocking(_ command: String, _ arguments: [String]) throws -> String {
-        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("swift-rabbitmq-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: outputFile) }
-        let script = command + " \"$@\" > '\(outputFile.path)' 2>&1 < /dev/null"
-        let argv = ["/bin/sh", "-c", script, "sh"] + arguments
-        var cArguments = argv.map { strdup($0) } + [nil]
-        defer { for argument in cArguments { free(argument) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, "/bin/sh", nil, nil, &cArguments, environ)
-        guard spawned == 0 else { throw CtlError(message: "could not run \(command): error \(spawned)") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
-        // WIFEXITED(status) && WEXITSTATUS(status) == 0
-        guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
+        let child = try ChildProcess.start("/bin/sh", ["-c", command + " \"$@\"", "sh"] + arguments)
+        let status = child.exitStatus()
+        let text = child.output
+        child.removeOutput()
+        guard status == 0 else {
             throw CtlError(message: "\(command) \(arguments.joined(separator: " ")) failed: \(text)")
         }
         return text

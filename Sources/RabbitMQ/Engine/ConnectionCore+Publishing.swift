@@ -65,8 +65,9 @@ extension ConnectionCore {
         }
         guard result == AMQP_STATUS_OK.rawValue else {
             // Part of the message may be on the wire: the connection cannot be trusted any more.
-            publish.confirmation?.resolve(.failure(connectionLost(status: result, while: "publishing")))
-            tearDown(connectionLost(status: result, while: "publishing"))
+            let error = connectionLost(status: result, while: "publishing")
+            publish.confirmation?.resolve(.failure(error))
+            tearDown(error)
             return true
         }
         guard let confirms = record.confirms else { return true }
