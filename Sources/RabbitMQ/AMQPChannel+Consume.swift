@@ -10,9 +10,10 @@ extension AMQPChannel {
     ///   - global: `false` (the default): the limit applies to each consumer started on the
     ///     channel afterwards. `true`: one limit shared by all consumers on the channel.
     public func basicQos(prefetchCount: UInt16, prefetchSize: UInt32 = 0, global: Bool = false) async throws {
-        _ = try await connection.core.call(on: key, AMQP_BASIC_QOS_METHOD, expecting: [AMQP_BASIC_QOS_OK_METHOD]) { _ in
-            amqp_basic_qos_t(prefetch_size: prefetchSize, prefetch_count: prefetchCount, global: amqpBoolean(global))
-        }
+        let prefetch = ChannelRecord.Prefetch(count: prefetchCount, size: prefetchSize, global: global)
+        _ = try await connection.core.call(
+            on: key, AMQP_BASIC_QOS_METHOD, expecting: [AMQP_BASIC_QOS_OK_METHOD], recording: .prefetchSet(prefetch)
+        ) { _ in prefetch.qosMethod }
     }
 
     /// Starts a consumer on a queue (`basic.consume`) and returns its deliveries as an
@@ -81,8 +82,10 @@ extension AMQPChannel {
         if case .reject = kind {
             throw AMQPError(.invalidArgument, "basic.reject takes one message; use .nack to reject several")
         }
-        try key.status.takeOutstanding(deliveryTag, multiple: true, channel: number)
-        connection.core.executor.enqueue(.acknowledge(key: key, deliveryTag: deliveryTag, multiple: true, kind: kind))
+        let generation = key.status.generation
+        try key.status.takeOutstanding(deliveryTag, multiple: true, generation: generation, channel: number)
+        connection.core.executor.enqueue(
+            .acknowledge(key: key, generation: generation, deliveryTag: deliveryTag, multiple: true, kind: kind))
     }
 
     /// Redelivers every unacknowledged message of the channel (`basic.recover`); with `requeue`
@@ -98,9 +101,12 @@ extension AMQPChannel {
         }
         // Checked here against the channel's outstanding tags, then handed to the connection
         // thread without waiting for it.
-        try key.status.takeOutstanding(delivery.deliveryTag, multiple: false, channel: number)
+        try key.status.takeOutstanding(
+            delivery.deliveryTag, multiple: false, generation: delivery.generation, channel: number)
         connection.core.executor.enqueue(
-            .acknowledge(key: key, deliveryTag: delivery.deliveryTag, multiple: false, kind: kind))
+            .acknowledge(
+                key: key, generation: delivery.generation, deliveryTag: delivery.deliveryTag, multiple: false,
+                kind: kind))
     }
 }
 
@@ -116,5 +122,6 @@ extension AMQPDelivery {
         self.messageCount = content.messageCount
         self.channel = channel
         self.isAutoAcknowledged = autoAck
+        self.generation = content.generation
     }
 }

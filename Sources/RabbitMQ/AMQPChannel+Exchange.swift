@@ -42,14 +42,13 @@ extension AMQPChannel {
     ) async throws {
         try AMQPValidation.shortString(name, "the exchange name")
         try AMQPValidation.shortString(type.rawValue, "the exchange type")
+        let exchange = RecordedExchange(
+            name: name, type: type.rawValue, durable: durable, autoDelete: autoDelete, internal: `internal`,
+            arguments: arguments)
         _ = try await connection.core.call(
-            on: key, AMQP_EXCHANGE_DECLARE_METHOD, expecting: [AMQP_EXCHANGE_DECLARE_OK_METHOD]
-        ) { arena in
-            amqp_exchange_declare_t(
-                ticket: 0, exchange: arena.bytes(name), type: arena.bytes(type.rawValue), passive: amqpBoolean(passive),
-                durable: amqpBoolean(durable), auto_delete: amqpBoolean(autoDelete), internal: amqpBoolean(`internal`),
-                nowait: 0, arguments: try arena.table(arguments))
-        }
+            on: key, AMQP_EXCHANGE_DECLARE_METHOD, expecting: [AMQP_EXCHANGE_DECLARE_OK_METHOD],
+            recording: passive ? nil : .exchangeDeclared(exchange)
+        ) { arena in try exchange.declareMethod(arena, passive: passive) }
     }
 
     /// Deletes an exchange (`exchange.delete`).
@@ -58,7 +57,8 @@ extension AMQPChannel {
     public func exchangeDelete(_ name: String, ifUnused: Bool = false) async throws {
         try AMQPValidation.shortString(name, "the exchange name")
         _ = try await connection.core.call(
-            on: key, AMQP_EXCHANGE_DELETE_METHOD, expecting: [AMQP_EXCHANGE_DELETE_OK_METHOD]
+            on: key, AMQP_EXCHANGE_DELETE_METHOD, expecting: [AMQP_EXCHANGE_DELETE_OK_METHOD],
+            recording: .exchangeDeleted(name)
         ) { arena in
             amqp_exchange_delete_t(ticket: 0, exchange: arena.bytes(name), if_unused: amqpBoolean(ifUnused), nowait: 0)
         }
@@ -70,13 +70,12 @@ extension AMQPChannel {
         destination: String, source: String, routingKey: String = "", arguments: FieldTable = [:]
     ) async throws {
         try validateBinding(destination, source, routingKey)
+        let binding = RecordedBinding(
+            destination: destination, source: source, routingKey: routingKey, arguments: arguments)
         _ = try await connection.core.call(
-            on: key, AMQP_EXCHANGE_BIND_METHOD, expecting: [AMQP_EXCHANGE_BIND_OK_METHOD]
-        ) { arena in
-            amqp_exchange_bind_t(
-                ticket: 0, destination: arena.bytes(destination), source: arena.bytes(source),
-                routing_key: arena.bytes(routingKey), nowait: 0, arguments: try arena.table(arguments))
-        }
+            on: key, AMQP_EXCHANGE_BIND_METHOD, expecting: [AMQP_EXCHANGE_BIND_OK_METHOD],
+            recording: .exchangeBound(binding)
+        ) { arena in try binding.exchangeBindMethod(arena) }
     }
 
     /// Removes an exchange-to-exchange binding (`exchange.unbind`).
@@ -84,8 +83,11 @@ extension AMQPChannel {
         destination: String, source: String, routingKey: String = "", arguments: FieldTable = [:]
     ) async throws {
         try validateBinding(destination, source, routingKey)
+        let binding = RecordedBinding(
+            destination: destination, source: source, routingKey: routingKey, arguments: arguments)
         _ = try await connection.core.call(
-            on: key, AMQP_EXCHANGE_UNBIND_METHOD, expecting: [AMQP_EXCHANGE_UNBIND_OK_METHOD]
+            on: key, AMQP_EXCHANGE_UNBIND_METHOD, expecting: [AMQP_EXCHANGE_UNBIND_OK_METHOD],
+            recording: .exchangeUnbound(binding)
         ) { arena in
             amqp_exchange_unbind_t(
                 ticket: 0, destination: arena.bytes(destination), source: arena.bytes(source),

@@ -38,14 +38,13 @@ extension AMQPChannel {
         autoDelete: Bool = false, arguments: FieldTable = [:]
     ) async throws -> QueueDeclareResult {
         try AMQPValidation.shortString(name, "the queue name")
+        let queue = RecordedQueue(
+            name: name, isServerNamed: name.isEmpty, durable: durable, exclusive: exclusive, autoDelete: autoDelete,
+            arguments: arguments)
         let reply = try await connection.core.call(
-            on: key, AMQP_QUEUE_DECLARE_METHOD, expecting: [AMQP_QUEUE_DECLARE_OK_METHOD]
-        ) { arena in
-            amqp_queue_declare_t(
-                ticket: 0, queue: arena.bytes(name), passive: amqpBoolean(passive), durable: amqpBoolean(durable),
-                exclusive: amqpBoolean(exclusive), auto_delete: amqpBoolean(autoDelete), nowait: 0,
-                arguments: try arena.table(arguments))
-        }
+            on: key, AMQP_QUEUE_DECLARE_METHOD, expecting: [AMQP_QUEUE_DECLARE_OK_METHOD],
+            recording: passive ? nil : .queueDeclared(queue)
+        ) { arena in try queue.declareMethod(arena, passive: passive) }
         guard case .queueDeclareOk(let result) = reply else { throw AMQPError.unexpectedReply(reply) }
         return result
     }
@@ -60,12 +59,10 @@ extension AMQPChannel {
         _ queue: String, exchange: String, routingKey: String = "", arguments: FieldTable = [:]
     ) async throws {
         try validateBinding(queue, exchange, routingKey)
-        _ = try await connection.core.call(on: key, AMQP_QUEUE_BIND_METHOD, expecting: [AMQP_QUEUE_BIND_OK_METHOD]) {
-            arena in
-            amqp_queue_bind_t(
-                ticket: 0, queue: arena.bytes(queue), exchange: arena.bytes(exchange),
-                routing_key: arena.bytes(routingKey), nowait: 0, arguments: try arena.table(arguments))
-        }
+        let binding = RecordedBinding(destination: queue, source: exchange, routingKey: routingKey, arguments: arguments)
+        _ = try await connection.core.call(
+            on: key, AMQP_QUEUE_BIND_METHOD, expecting: [AMQP_QUEUE_BIND_OK_METHOD], recording: .queueBound(binding)
+        ) { arena in try binding.queueBindMethod(arena) }
     }
 
     /// Removes a binding (`queue.unbind`); key and arguments must match the binding's.
@@ -73,8 +70,10 @@ extension AMQPChannel {
         _ queue: String, exchange: String, routingKey: String = "", arguments: FieldTable = [:]
     ) async throws {
         try validateBinding(queue, exchange, routingKey)
+        let binding = RecordedBinding(destination: queue, source: exchange, routingKey: routingKey, arguments: arguments)
         _ = try await connection.core.call(
-            on: key, AMQP_QUEUE_UNBIND_METHOD, expecting: [AMQP_QUEUE_UNBIND_OK_METHOD]
+            on: key, AMQP_QUEUE_UNBIND_METHOD, expecting: [AMQP_QUEUE_UNBIND_OK_METHOD],
+            recording: .queueUnbound(binding)
         ) { arena in
             amqp_queue_unbind_t(
                 ticket: 0, queue: arena.bytes(queue), exchange: arena.bytes(exchange),
@@ -106,7 +105,7 @@ extension AMQPChannel {
     public func queueDelete(_ name: String, ifUnused: Bool = false, ifEmpty: Bool = false) async throws -> UInt32 {
         try AMQPValidation.shortString(name, "the queue name")
         let reply = try await connection.core.call(
-            on: key, AMQP_QUEUE_DELETE_METHOD, expecting: [AMQP_QUEUE_DELETE_OK_METHOD]
+            on: key, AMQP_QUEUE_DELETE_METHOD, expecting: [AMQP_QUEUE_DELETE_OK_METHOD], recording: .queueDeleted(name)
         ) { arena in
             amqp_queue_delete_t(
                 ticket: 0, queue: arena.bytes(name), if_unused: amqpBoolean(ifUnused), if_empty: amqpBoolean(ifEmpty),

@@ -80,6 +80,12 @@ extension AMQPConnection {
         public var onBlocked: (@Sendable (String) -> Void)?
         /// Called when the broker unblocks the connection. Runs on the connection's thread.
         public var onUnblocked: (@Sendable () -> Void)?
+        /// Other nodes to connect to (a cluster's): opening and recovery try ``host``:``port``
+        /// first, then these in turn.
+        public var alternateEndpoints: [Endpoint] = []
+        /// What happens when the connection is lost: by default it reconnects and re-creates its
+        /// channels, topology and consumers (see ``Recovery``).
+        public var recovery = Recovery()
 
         /// Creates a configuration for the broker on `host`, logging in as guest to vhost `/`.
         public init(host: String = "localhost", port: Int = 5672) {

@@ -26,6 +26,9 @@ public struct AMQPDelivery: Sendable {
     public let channel: AMQPChannel
     /// Whether the broker considered it acknowledged on sending (`autoAck`).
     public let isAutoAcknowledged: Bool
+    /// Which incarnation of the connection (counting recoveries) it arrived on: only deliveries
+    /// of the current one can be acknowledged.
+    let generation: Int
 
     /// The body as UTF-8 text.
     public var bodyString: String { String(decoding: body, as: UTF8.self) }

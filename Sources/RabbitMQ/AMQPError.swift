@@ -22,6 +22,7 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
             case resourceLocked, timeout, heartbeatMissed, publishNacked, publishReturned
             case blockedTimeout, invalidArgument, libraryFailure, connectionFailed
             case protocolError, channelLimitReached, consumerCancelled, alreadyAcknowledged
+            case staleDelivery, recoveryFailed
         }
 
         private let base: Base
@@ -66,6 +67,13 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
         /// A delivery was acknowledged, rejected or auto-acknowledged already, or its tag is not
         /// outstanding on the channel. Nothing was sent, so the channel stays open.
         public static let alreadyAcknowledged = Code(.alreadyAcknowledged)
+        /// The delivery arrived on a connection that has since been lost and recovered: its tag
+        /// means nothing on the new one, so it cannot be acknowledged. The broker redelivers the
+        /// message (flagged as redelivered). Nothing was sent.
+        public static let staleDelivery = Code(.staleDelivery)
+        /// Automatic recovery gave up (see ``AMQPConnection/Configuration/Recovery``): the
+        /// connection is closed for good; the message says what the last attempt met.
+        public static let recoveryFailed = Code(.recoveryFailed)
 
         public var description: String { base.rawValue }
     }

@@ -120,8 +120,9 @@ struct ConfirmTests {
         await connection.close()
     }
 
-    @Test func unconfirmedPublishesFailWhenTheConnectionIsClosed() async throws {
-        let configuration = try TestBroker.configuration()
+    @Test func unconfirmedPublishesFailWhenTheConnectionIsClosedWithoutRecovery() async throws {
+        var configuration = try TestBroker.configuration()
+        configuration.recovery = .disabled
         let connection = try await AMQPConnection.open(configuration)
         let channel = try await connection.openChannel()
         let queue = try await channel.queueDeclare("", exclusive: true).name

@@ -221,8 +221,9 @@ struct ConnectionTests {
         withExtendedLifetime(listener) {}
     }
 
-    @Test func brokerForcedCloseFailsPendingAndLaterCalls() async throws {
-        let configuration = try TestBroker.configuration()
+    @Test func brokerForcedCloseWithoutRecoveryFailsPendingAndLaterCalls() async throws {
+        var configuration = try TestBroker.configuration()
+        configuration.recovery = .disabled
         let connection = try await AMQPConnection.open(configuration)
         let channel = try await connection.openChannel()
         let queue = try await channel.queueDeclare("", exclusive: true).name

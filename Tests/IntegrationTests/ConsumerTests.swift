@@ -286,8 +286,9 @@ struct ConsumerTests {
         await connection.close()
     }
 
-    @Test func forcedConnectionCloseEndsConsumersWithTheReason() async throws {
-        let configuration = try TestBroker.configuration()
+    @Test func forcedConnectionCloseWithoutRecoveryEndsConsumersWithTheReason() async throws {
+        var configuration = try TestBroker.configuration()
+        configuration.recovery = .disabled
         let connection = try await AMQPConnection.open(configuration)
         let channel = try await connection.openChannel()
         let queue = try await channel.queueDeclare("", exclusive: true).name

@@ -2,9 +2,10 @@ import Foundation
 import RabbitMQ
 import Testing
 
-/// A broker that hangs or vanishes, seen through a proxy the test controls.
+/// A broker that hangs or vanishes, seen through a proxy the test controls, by a connection
+/// without automatic recovery (the recovery suite covers the default).
 @Suite(
-    "Dead and hung peers",
+    "Dead and hung peers without recovery",
     .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
 struct DeadPeerTests {
     private func connectThroughProxy(heartbeat: UInt16) async throws -> (AMQPConnection, TCPProxy) {
@@ -12,6 +13,7 @@ struct DeadPeerTests {
         let proxy = try TCPProxy(targetPort: configuration.port)
         configuration.host = "127.0.0.1"
         configuration.port = proxy.port
+        configuration.recovery = .disabled
         return (try await AMQPConnection.open(configuration), proxy)
     }
 

@@ -14,12 +14,24 @@ final class ChannelRecord {
         case draining(until: ContinuousClock.Instant)
     }
 
-    /// A consumer's end of its delivery sequence.
+    /// A `basic.qos` setting, recorded to be applied again after a recovery.
+    struct Prefetch: Sendable, Hashable {
+        var count: UInt16
+        var size: UInt32
+        var global: Bool
+    }
+
+    /// A consumer's end of its delivery sequence, and what it was started with (to start it
+    /// again after a recovery).
     struct Consumer {
         /// Deliveries go to the sequence in batches, one per turn of the loop: one hand-over
         /// (and at most one wake-up of the consuming task) for many messages.
         let continuation: AsyncThrowingStream<[DeliveryContent], any Error>.Continuation
         let autoAck: Bool
+        /// The queue; a server-named queue's new name after a recovery.
+        var queue: String
+        let exclusive: Bool
+        let arguments: FieldTable
         /// `basic.cancel` sent: deliveries still in flight are handed back to the broker.
         var cancelling = false
         /// Deliveries of this turn, not yet handed over.
@@ -50,6 +62,13 @@ final class ChannelRecord {
     var recentStrings = RecentStrings()
     /// Publisher confirms, from `confirm.select` on.
     var confirms: ConfirmTracker?
+    /// The last `basic.qos` for each scope (per consumer, and `global` for the channel).
+    var prefetch: (perConsumer: Prefetch?, global: Prefetch?)
+    /// Opened by recovery to re-create the topology; not the application's.
+    var isRecoveryChannel = false
+    /// Mirrors ``ChannelStatus/generation``: which incarnation of the connection the channel's
+    /// delivery tags belong to.
+    var generation = 0
 
     init(number: UInt16, id: UInt64) {
         self.number = number
@@ -131,4 +150,6 @@ struct DeliveryContent: Sendable {
     var routingKey = ""
     var consumerTag: String?
     var messageCount: UInt32?
+    /// The channel's generation when it arrived (see ``ChannelStatus/generation``).
+    var generation = 0
 }

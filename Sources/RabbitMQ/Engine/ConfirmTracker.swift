@@ -7,6 +7,8 @@ final class ConfirmTracker {
     struct Unconfirmed {
         let sequence: UInt64
         let confirmation: PublishConfirmation
+        /// The publish itself, kept to send again after a recovery (``keepsPublishes``).
+        let publish: PublishCommand?
         /// For a mandatory publish: what a `basic.return` of it would say.
         let returnKey: ReturnKey?
         /// Set when the broker returned it; its confirm then fails with this.
@@ -25,14 +27,33 @@ final class ConfirmTracker {
 
     private(set) var nextSequence: UInt64 = 1
     private(set) var unconfirmed: Deque<Unconfirmed> = []
+    /// Whether unconfirmed publishes are kept whole, to be republished after a recovery.
+    let keepsPublishes: Bool
 
-    init() {}
+    init(keepsPublishes: Bool) {
+        self.keepsPublishes = keepsPublishes
+    }
 
     /// Registers a publish that was just sent, numbering its confirmation.
-    func record(_ confirmation: PublishConfirmation, returnKey: ReturnKey?) {
+    func record(_ publish: PublishCommand, confirmation: PublishConfirmation, returnKey: ReturnKey?) {
         confirmation.assign(sequenceNumber: nextSequence)
-        unconfirmed.append(Unconfirmed(sequence: nextSequence, confirmation: confirmation, returnKey: returnKey))
+        unconfirmed.append(
+            Unconfirmed(
+                sequence: nextSequence, confirmation: confirmation, publish: keepsPublishes ? publish : nil,
+                returnKey: returnKey))
         nextSequence += 1
+    }
+
+    /// The connection was lost: takes the unconfirmed publishes that can be sent again (in
+    /// order). Their confirmations stay open; they settle when the broker confirms the copy.
+    func takeUnconfirmedForRepublishing() -> [PublishCommand] {
+        var kept: [PublishCommand] = []
+        unconfirmed.removeAll { entry in
+            guard let publish = entry.publish, entry.returned == nil else { return false }
+            kept.append(publish)
+            return true
+        }
+        return kept
     }
 
     /// `basic.ack` (or `basic.nack` when `nacked`) for `tag`, or for every sequence up to it when
@@ -67,8 +88,12 @@ final class ConfirmTracker {
     }
 
     /// The channel or connection closed: every unconfirmed publish's outcome is unknown.
-    func failAll(_ error: AMQPError) {
+    /// Returns how many there were.
+    @discardableResult
+    func failAll(_ error: AMQPError) -> Int {
+        let count = unconfirmed.count
         while let publish = unconfirmed.popFirst() { publish.confirmation.resolve(.failure(error)) }
+        return count
     }
 
     /// Sequence numbers ascend through the deque: binary search.

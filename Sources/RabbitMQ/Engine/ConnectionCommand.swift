@@ -2,7 +2,7 @@
 /// operations, whose checks the caller already made against the channel's shared status.
 enum ConnectionCommand: Sendable {
     case publish(PublishCommand)
-    case acknowledge(key: ChannelKey, deliveryTag: UInt64, multiple: Bool, kind: AcknowledgementKind)
+    case acknowledge(key: ChannelKey, generation: Int, deliveryTag: UInt64, multiple: Bool, kind: AcknowledgementKind)
 
     /// The connection is gone before the command ran: settle what it promised.
     func abandon() {

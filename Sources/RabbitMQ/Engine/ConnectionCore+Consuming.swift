@@ -6,7 +6,7 @@ extension ConnectionCore {
     func consume(
         on key: ChannelKey, queue: String, consumerTag: String, autoAck: Bool, exclusive: Bool, arguments: FieldTable
     ) async throws -> (tag: String, deliveries: AsyncThrowingStream<[DeliveryContent], any Error>) {
-        let record = try usableRecord(key)
+        let record = try await usableRecord(key)
         // Deliveries may follow consume-ok in the same read, before the awaiting task runs:
         // the sequence must exist first, so the tag is chosen here rather than by the broker.
         let tag = consumerTag.isEmpty ? "swift-rabbitmq-\(key.number)-\(nextConsumerNumber)" : consumerTag
@@ -16,7 +16,8 @@ extension ConnectionCore {
             throw AMQPError(.invalidArgument, "the consumer tag '\(tag)' is already in use on channel \(key.number)")
         }
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: [DeliveryContent].self)
-        record.consumers[tag] = ChannelRecord.Consumer(continuation: continuation, autoAck: autoAck)
+        record.consumers[tag] = ChannelRecord.Consumer(
+            continuation: continuation, autoAck: autoAck, queue: queue, exclusive: exclusive, arguments: arguments)
         do {
             _ = try await send(on: record, AMQP_BASIC_CONSUME_METHOD, expecting: [AMQP_BASIC_CONSUME_OK_METHOD]) { arena in
                 amqp_basic_consume_t(
@@ -41,7 +42,7 @@ extension ConnectionCore {
     /// Cancels a consumer (`basic.cancel`); its sequence ends when `cancel-ok` arrives. Nothing
     /// happens for an unknown tag or a closed channel.
     func cancelConsumer(on key: ChannelKey, tag: String) async {
-        guard let record = try? usableRecord(key), var consumer = record.consumers[tag], !consumer.cancelling else {
+        guard let record = try? await usableRecord(key), var consumer = record.consumers[tag], !consumer.cancelling else {
             return
         }
         consumer.cancelling = true
@@ -98,8 +99,14 @@ extension ConnectionCore {
 
     /// Sends an acknowledgement the caller already checked against the channel's outstanding
     /// tags. If the channel closed since, it is dropped: the broker redelivers the message.
-    func performAcknowledge(on key: ChannelKey, deliveryTag: UInt64, multiple: Bool, kind: AcknowledgementKind) {
-        guard let connection, let record = channels[key.number], record.id == key.id, record.isUsable else { return }
+    /// An acknowledgement of an earlier generation (checked by the caller just before a
+    /// recovery) is dropped too: its tag would acknowledge another message now.
+    func performAcknowledge(
+        on key: ChannelKey, generation: Int, deliveryTag: UInt64, multiple: Bool, kind: AcknowledgementKind
+    ) {
+        guard let connection, let record = channels[key.number], record.id == key.id, record.isUsable,
+            record.generation == generation
+        else { return }
         let status: Int32
         switch kind {
         case .ack:
@@ -117,7 +124,7 @@ extension ConnectionCore {
     /// `basic.recover`: the broker redelivers every unacknowledged message of the channel (with
     /// new tags), so the old tags stop being acknowledgeable now.
     func recover(on key: ChannelKey, requeue: Bool) async throws {
-        let record = try usableRecord(key)
+        let record = try await usableRecord(key)
         record.status.forgetOutstandingTags()
         _ = try await send(on: record, AMQP_BASIC_RECOVER_METHOD, expecting: [AMQP_BASIC_RECOVER_OK_METHOD]) { _ in
             amqp_basic_recover_t(requeue: amqpBoolean(requeue))

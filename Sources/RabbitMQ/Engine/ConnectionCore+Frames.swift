@@ -33,7 +33,7 @@ extension ConnectionCore {
                 protocolViolation("the broker sent connection.close-ok without a close")
                 return
             }
-            tearDown(closeReason ?? AMQPError(.connectionClosed, "the connection was closed by the application"))
+            shutDown(closeReason ?? AMQPError(.connectionClosed, "the connection was closed by the application"))
         case AMQP_CONNECTION_BLOCKED_METHOD:
             let blocked = method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
             connectionBlocked(reason: String(copying: blocked.reason))
@@ -67,7 +67,7 @@ extension ConnectionCore {
                     deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0,
                     exchange: record.recentStrings.string(deliver.exchange),
                     routingKey: record.recentStrings.string(deliver.routing_key),
-                    consumerTag: record.recentStrings.string(deliver.consumer_tag)))
+                    consumerTag: record.recentStrings.string(deliver.consumer_tag), generation: record.generation))
         case AMQP_BASIC_ACK_METHOD:
             let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
             confirmed(record, tag: ack.delivery_tag, multiple: ack.multiple != 0, nacked: false)
@@ -129,6 +129,14 @@ extension ConnectionCore {
         }
         record.pending.removeFirst()
         defer { transmitNext(on: record) }
+        switch waiting.recording {
+        case .prefetchSet(let prefetch)?:
+            if prefetch.global { record.prefetch.global = prefetch } else { record.prefetch.perConsumer = prefetch }
+        case let change?:
+            topology.apply(change, reply: MethodReply(copying: method))
+        case nil:
+            break
+        }
         switch method.id {
         case AMQP_BASIC_GET_OK_METHOD:
             // The message's header and body frames follow; the get resolves when they are in.
@@ -138,7 +146,7 @@ extension ConnectionCore {
                 content: DeliveryContent(
                     deliveryTag: ok.delivery_tag, redelivered: ok.redelivered != 0,
                     exchange: String(copying: ok.exchange), routingKey: String(copying: ok.routing_key),
-                    messageCount: ok.message_count))
+                    messageCount: ok.message_count, generation: record.generation))
             return
         case AMQP_BASIC_CANCEL_OK_METHOD:
             // Ends the sequence here, in frame order: no delivery for it can follow.
@@ -146,6 +154,7 @@ extension ConnectionCore {
             var consumer = record.consumers.removeValue(forKey: String(copying: ok.consumer_tag))
             consumer?.flush()
             consumer?.continuation.finish()
+            if let queue = consumer?.queue { forgetIfAutoDeleted(queue) }
         case AMQP_CHANNEL_OPEN_OK_METHOD:
             if case .opening = record.phase { record.phase = .open }
         case AMQP_CHANNEL_CLOSE_OK_METHOD:

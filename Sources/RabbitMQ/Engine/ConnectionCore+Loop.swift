@@ -13,6 +13,13 @@ extension ConnectionCore {
     /// for the socket, a job or the next tick; read every frame that is ready; check timers.
     func turn() {
         guard let connection else {
+            if case .recovering(let progress) = phase {
+                // Between reconnect attempts: jobs, and the next attempt when it is due.
+                _ = executor.wait(socket: -1, timeoutMilliseconds: milliseconds(until: progress.nextAttempt))
+                expireRecoveryWaiters(now: clock.now)
+                if clock.now >= progress.nextAttempt { attemptReconnect() }
+                return
+            }
             // Closed: nothing to read, only jobs (which fail fast) until the owner stops.
             _ = executor.wait(socket: -1, timeoutMilliseconds: -1)
             return
@@ -67,15 +74,16 @@ extension ConnectionCore {
 
     func checkTimers(now: ContinuousClock.Instant) {
         if case .closing(let deadline) = phase, now >= deadline {
-            tearDown(AMQPError(.connectionClosed, "the connection was closed by the application (the broker did not confirm within \(configuration.closeTimeout))"))
+            shutDown(AMQPError(.connectionClosed, "the connection was closed by the application (the broker did not confirm within \(configuration.closeTimeout))"))
             return
         }
-        if heartbeat > .zero, lastInbound.duration(to: now) > heartbeat * 2 + tickInterval {
+        if heartbeat > .zero, lastInbound.duration(to: now) > heartbeat * 2 {
             tearDown(
                 AMQPError(.heartbeatMissed, "the broker sent nothing for more than two heartbeat intervals (\(heartbeat * 2))"))
             return
         }
         expireBlockedPublishers(now: now)
+        expireRecoveryWaiters(now: now)
         for record in channels.values {
             if case .draining(let until) = record.phase, now >= until {
                 channels[record.number] = nil

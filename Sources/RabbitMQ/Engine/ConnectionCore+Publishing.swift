@@ -15,15 +15,16 @@ extension ConnectionCore {
             switch command {
             case .publish(let publish):
                 // While the broker blocks us it stops reading: a write could then block this
-                // thread. Hold publishes back (they are bounded by the windows) until unblocked.
-                if blockedReason != nil || !heldPublishes.isEmpty {
+                // thread. Hold publishes back (they are bounded by the windows) until unblocked,
+                // and likewise until a recovery has re-created the channels.
+                if blockedReason != nil || !heldPublishes.isEmpty || isRecovering {
                     heldPublishes.append(publish)
                 } else if performPublish(publish) {
                     if let current = written, current.status !== publish.key.status { flushWritten() }
                     written = (publish.key.status, (written?.count ?? 0) + 1)
                 }
-            case .acknowledge(let key, let deliveryTag, let multiple, let kind):
-                performAcknowledge(on: key, deliveryTag: deliveryTag, multiple: multiple, kind: kind)
+            case .acknowledge(let key, let generation, let deliveryTag, let multiple, let kind):
+                performAcknowledge(on: key, generation: generation, deliveryTag: deliveryTag, multiple: multiple, kind: kind)
             }
         }
         flushWritten()
@@ -77,19 +78,19 @@ extension ConnectionCore {
                 messageID: publish.properties.messageID)
             : nil
         // A publish reserved just before confirm.select has no confirmation of its own.
-        confirms.record(publish.confirmation ?? PublishConfirmation(), returnKey: returnKey)
+        confirms.record(publish, confirmation: publish.confirmation ?? PublishConfirmation(), returnKey: returnKey)
         return false
     }
 
     /// Puts the channel in confirm mode (`confirm.select`) with a window of at most `window`
     /// unconfirmed publishes. Again on a channel in confirm mode: only changes the window.
     func confirmSelect(on key: ChannelKey, window: Int) async throws {
-        let record = try usableRecord(key)
+        let record = try await usableRecord(key)
         record.status.enterConfirmMode(window: window)
         guard record.confirms == nil else { return }
         // Numbering starts with the first publish after confirm.select, which the broker
         // handles before anything sent later: track from now on.
-        record.confirms = ConfirmTracker()
+        record.confirms = ConfirmTracker(keepsPublishes: configuration.recovery.republishUnconfirmed)
         _ = try await send(on: record, AMQP_CONFIRM_SELECT_METHOD, expecting: [AMQP_CONFIRM_SELECT_OK_METHOD]) { _ in
             amqp_confirm_select_t(nowait: 0)
         }
@@ -131,6 +132,7 @@ extension ConnectionCore {
         blockedReason = reason
         status.update { $0.blockedReason = reason }
         logger.debug("connection blocked by the broker", metadata: ["amqp.reason": "\(reason)"])
+        status.publish(.blocked(reason: reason))
         configuration.onBlocked?(reason)
     }
 
@@ -138,13 +140,25 @@ extension ConnectionCore {
         blockedReason = nil
         status.update { $0.blockedReason = nil }
         logger.debug("connection unblocked by the broker")
-        while blockedReason == nil, connection != nil, let publish = heldPublishes.popFirst() {
-            if performPublish(publish) { publish.key.status.releasePublishes(1) }
-        }
+        if !isRecovering { sendHeldPublishes() }
         let waiting = blockedPublishers
         blockedPublishers.removeAll()
         for publisher in waiting { publisher.continuation.resume() }
+        status.publish(.unblocked)
         configuration.onUnblocked?()
+    }
+
+    /// Sends the publishes held back while the broker blocked the connection or it recovered,
+    /// in order, until it blocks again.
+    func sendHeldPublishes() {
+        while blockedReason == nil, connection != nil, let publish = heldPublishes.popFirst() {
+            if performPublish(publish) { publish.key.status.releasePublishes(1) }
+        }
+    }
+
+    /// Whether the connection is recovering (publishes are held meanwhile).
+    var isRecovering: Bool {
+        if case .recovering = phase { true } else { false }
     }
 
     /// Waits until the broker unblocks the connection, at most the blocked-publish timeout.

@@ -38,6 +38,9 @@ actor ConnectionCore {
     enum Phase {
         case connecting
         case open
+        /// Lost; reconnecting (no C connection) or re-creating the channels, topology and
+        /// consumers on the new connection.
+        case recovering(RecoveryProgress)
         /// `connection.close` sent; waiting for `close-ok` until the deadline.
         case closing(deadline: ContinuousClock.Instant)
         case closed
@@ -66,6 +69,18 @@ actor ConnectionCore {
     var channelsWithDeliveries: [ChannelRecord] = []
     /// Numbers client-generated consumer tags.
     var nextConsumerNumber = 1
+    /// What the application declared, for recovery to declare again.
+    let topology = TopologyRecord()
+    /// Counts the C connections this actor has had: work begun on one ignores later ones.
+    var generation = 0
+    /// The endpoint of the current (or last) C connection, in ``Configuration/endpoints``.
+    var endpointIndex = 0
+    /// Calls that wait for the recovery to finish, each until its deadline.
+    var recoveryWaiters: [(continuation: CheckedContinuation<Void, any Error>, deadline: ContinuousClock.Instant)] = []
+    /// Publishes the broker had not confirmed when the connection was lost, to send again after
+    /// the recovery (with ``Configuration/Recovery/republishUnconfirmed``).
+    var republishQueue: Deque<PublishCommand> = []
+    let metrics: ConnectionMetrics
     /// When the last byte arrived from the broker, for the missed-heartbeat watchdog.
     var lastInbound: ContinuousClock.Instant
     /// The loop reads (so librabbitmq sends and checks heartbeats) and checks its timers at least
@@ -79,31 +94,59 @@ actor ConnectionCore {
         self.logger = logger
         self.lastInbound = clock.now
         self.nextTick = clock.now
+        self.metrics = ConnectionMetrics(connectionName: configuration.connectionName)
     }
 
     // MARK: - Connecting
 
-    /// Connects and logs in, blocking the connection's thread (nothing else can use it yet) for
-    /// at most the connection timeout.
+    /// Connects and logs in to the first endpoint that accepts, blocking the connection's
+    /// thread (nothing else can use it yet) for at most the connection timeout per endpoint.
     func connect() throws {
+        var lastError = AMQPError(.connectionFailed, "no endpoint to connect to")
+        for (index, endpoint) in configuration.endpoints.enumerated() {
+            do {
+                adopt(try establish(endpoint), endpointIndex: index)
+                return
+            } catch {
+                lastError = error
+                logger.debug("connection failed", metadata: ["amqp.endpoint": "\(endpoint)", "amqp.error": "\(error)"])
+                // Wrong credentials or vhost are wrong on every node.
+                if error.code == .accessRefused { break }
+            }
+        }
+        phase = .closed
+        closeReason = lastError
+        status.update { $0.closeReason = lastError }
+        status.publish(.closed(lastError))
+        throw lastError
+    }
+
+    /// A new C connection to `endpoint`, logged in; blocks for at most the connection timeout.
+    func establish(_ endpoint: AMQPConnection.Configuration.Endpoint) throws(AMQPError) -> amqp_connection_state_t {
         let deadline = clock.now + configuration.connectionTimeout
         guard let connection = amqp_new_connection() else {
             throw AMQPError(.libraryFailure, "amqp_new_connection failed (out of memory)")
         }
         do {
-            try openSocket(connection, deadline: deadline)
+            try openSocket(connection, endpoint: endpoint, deadline: deadline)
             try logIn(connection, deadline: deadline)
+            return connection
         } catch let error as AMQPError {
             amqp_destroy_connection(connection)
-            phase = .closed
-            closeReason = error
-            status.update { $0.closeReason = error }
-            logger.debug("connection failed", metadata: ["amqp.error": "\(error)"])
             throw error
+        } catch {
+            amqp_destroy_connection(connection)
+            throw AMQPError(.libraryFailure, "\(error)")
         }
+    }
 
+    /// Makes a logged-in C connection the current one: the negotiated limits, the timers and the
+    /// status follow it.
+    func adopt(_ connection: amqp_connection_state_t, endpointIndex: Int) {
         self.connection = connection
-        phase = .open
+        self.endpointIndex = endpointIndex
+        generation += 1
+        if case .connecting = phase { phase = .open }
         let negotiatedChannelMax = amqp_get_channel_max(connection)
         channelMax = negotiatedChannelMax == 0 ? .max : UInt16(clamping: negotiatedChannelMax)
         frameMax = UInt32(clamping: amqp_get_frame_max(connection))
@@ -118,21 +161,25 @@ actor ConnectionCore {
         let negotiated = AMQPConnection.NegotiatedParameters(
             channelMax: channelMax, frameMax: frameMax,
             heartbeat: UInt16(clamping: negotiatedHeartbeat))
+        let isOpen = if case .open = phase { true } else { false }
         status.update {
-            $0.isOpen = true
+            $0.isOpen = isOpen
             $0.negotiated = negotiated
             $0.serverProperties = serverProperties
         }
         logger.debug(
             "connection open",
             metadata: [
+                "amqp.endpoint": "\(configuration.endpoints[endpointIndex])",
                 "amqp.channel_max": "\(negotiated.channelMax)", "amqp.frame_max": "\(negotiated.frameMax)",
                 "amqp.heartbeat": "\(negotiated.heartbeat)",
             ])
     }
 
-    func openSocket(_ connection: amqp_connection_state_t, deadline: ContinuousClock.Instant) throws {
-        let endpoint = "\(configuration.host):\(configuration.port)"
+    func openSocket(
+        _ connection: amqp_connection_state_t, endpoint: AMQPConnection.Configuration.Endpoint,
+        deadline: ContinuousClock.Instant
+    ) throws {
         let socket: OpaquePointer?
         if let tls = configuration.tls {
             socket = amqp_ssl_socket_new(connection)
@@ -156,7 +203,7 @@ actor ConnectionCore {
         guard let socket else { throw AMQPError(.libraryFailure, "could not create a socket") }
 
         var timeout = timeval(clock.now.duration(to: deadline))
-        let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &timeout)
+        let status = amqp_socket_open_noblock(socket, endpoint.host, Int32(endpoint.port), &timeout)
         guard status != AMQP_STATUS_OK.rawValue else { return }
         let reason = String(cString: amqp_error_string2(status))
         switch status {
@@ -260,16 +307,14 @@ actor ConnectionCore {
 
     /// Opens a channel on the lowest free number.
     func openChannel() async throws -> ChannelKey {
-        try ensureOpen()
+        try await waitUntilOpen()
         guard let number = (1...max(channelMax, 1)).first(where: { channels[$0] == nil }) else {
             throw AMQPError(.channelLimitReached, "all \(channelMax) channels of the connection are in use")
         }
         let record = ChannelRecord(number: number, id: nextChannelID)
         nextChannelID += 1
         channels[number] = record
-        _ = try await send(on: record, AMQP_CHANNEL_OPEN_METHOD, expecting: [AMQP_CHANNEL_OPEN_OK_METHOD]) { _ in
-            amqp_channel_open_t(out_of_band: amqp_bytes_t(len: 0, bytes: nil))
-        }
+        try await openOnBroker(record)
         logger.trace("channel open", metadata: ["amqp.channel": "\(number)"])
         return ChannelKey(number: number, id: record.id, status: record.status, frameMax: frameMax)
     }
@@ -292,15 +337,17 @@ actor ConnectionCore {
     /// the channel untouched.
     func call<Method: BitwiseCopyable>(
         on key: ChannelKey, _ method: amqp_method_number_t, expecting replies: [amqp_method_number_t],
-        autoAck: Bool = false, build: @Sendable (CArena) throws -> Method
+        autoAck: Bool = false, recording: TopologyChange? = nil, build: @Sendable (CArena) throws -> Method
     ) async throws -> MethodReply {
-        let record = try usableRecord(key)
-        return try await send(on: record, method, expecting: replies, autoAck: autoAck, build: build)
+        let record = try await usableRecord(key)
+        return try await send(
+            on: record, method, expecting: replies, autoAck: autoAck, recording: recording, build: build)
     }
 
-    /// The channel's record, if the connection is open and the channel is this instance and open.
-    func usableRecord(_ key: ChannelKey) throws -> ChannelRecord {
-        try ensureOpen()
+    /// The channel's record, if the connection is open (after waiting for a recovery) and the
+    /// channel is this instance and open.
+    func usableRecord(_ key: ChannelKey) async throws -> ChannelRecord {
+        try await waitUntilOpen()
         guard let record = channels[key.number], record.id == key.id, record.isUsable else {
             throw key.status.closeReason ?? AMQPError(.channelClosed, "channel \(key.number) is closed")
         }
@@ -312,7 +359,7 @@ actor ConnectionCore {
     /// before it have arrived (see ``PendingReply``).
     func send<Method: BitwiseCopyable>(
         on record: ChannelRecord, _ methodID: amqp_method_number_t, expecting replies: [amqp_method_number_t],
-        autoAck: Bool = false, build: (CArena) throws -> Method
+        autoAck: Bool = false, recording: TopologyChange? = nil, build: (CArena) throws -> Method
     ) async throws -> MethodReply {
         let arena = CArena()
         var method = try build(arena)
@@ -328,7 +375,7 @@ actor ConnectionCore {
             record.pending.append(
                 PendingReply(
                     expected: replies, continuation: continuation, name: methodID.methodName, autoAck: autoAck,
-                    transmit: transmit))
+                    transmit: transmit, recording: recording))
             transmitNext(on: record)
         }
     }
@@ -361,6 +408,17 @@ actor ConnectionCore {
         }
     }
 
+    /// Returns when the connection is open: at once, or once a recovery in progress has
+    /// finished (at most the RPC timeout). Throws when it is closed for good.
+    func waitUntilOpen() async throws {
+        while case .recovering = phase {
+            try await withCheckedThrowingContinuation { continuation in
+                recoveryWaiters.append((continuation, clock.now + configuration.rpcTimeout))
+            }
+        }
+        try ensureOpen()
+    }
+
     // MARK: - Closing
 
     /// Closes the connection: `connection.close`, then waits for `close-ok` (at most the close
@@ -368,6 +426,10 @@ actor ConnectionCore {
     func close() async {
         switch phase {
         case .closed, .connecting:
+            return
+        case .recovering:
+            // Nothing on the broker's side worth a handshake: drop whatever connection there is.
+            shutDown(AMQPError(.connectionClosed, "the connection was closed by the application"))
             return
         case .closing:
             await withCheckedContinuation { closeWaiters.append($0) }
@@ -383,6 +445,7 @@ actor ConnectionCore {
         // will be answered.
         failChannels(error, applicationInitiated: true)
         failBlockedPublishers(error)
+        status.publish(.closed(error))
         let arena = CArena()
         sendWithoutReply(
             AMQP_CONNECTION_CLOSE_METHOD,
@@ -394,20 +457,40 @@ actor ConnectionCore {
         await withCheckedContinuation { closeWaiters.append($0) }
     }
 
+    /// The connection failed (socket, heartbeats, the broker's `connection.close`, a protocol
+    /// violation): recover when recovery is on and the application has not begun closing it,
+    /// otherwise end it for good.
+    func tearDown(_ error: AMQPError) {
+        switch phase {
+        case .closed:
+            return
+        case .open, .recovering:
+            if configuration.recovery.isEnabled {
+                beginRecovery(after: error)
+            } else {
+                shutDown(error)
+            }
+        case .connecting, .closing:
+            shutDown(error)
+        }
+    }
+
     /// Ends the connection for good: fails every waiting call and every later one with `error`,
     /// and releases librabbitmq's state (closing the socket). Idempotent.
-    func tearDown(_ error: AMQPError) {
+    func shutDown(_ error: AMQPError) {
         if case .closed = phase { return }
         phase = .closed
         if closeReason == nil { closeReason = error }
         let reason = closeReason ?? error
         status.update {
             $0.isOpen = false
+            $0.isRecovering = false
             $0.closeReason = reason
             $0.blockedReason = nil
         }
         failChannels(reason)
         failBlockedPublishers(reason)
+        failRecoveryWaiters(reason)
         channels.removeAll()
         if let connection {
             amqp_destroy_connection(connection)
@@ -415,6 +498,7 @@ actor ConnectionCore {
         }
         for waiter in closeWaiters { waiter.resume() }
         closeWaiters.removeAll()
+        status.publish(.closed(reason))
         logger.debug("connection closed", metadata: ["amqp.reason": "\(reason)"])
     }
 

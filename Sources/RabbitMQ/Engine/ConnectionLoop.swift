@@ -13,7 +13,7 @@ enum ConnectionLoop {
                 core.assumeIsolated { $0.turn() }
             }
             core.assumeIsolated {
-                $0.tearDown(AMQPError(.connectionClosed, "the connection was released without being closed"))
+                $0.shutDown(AMQPError(.connectionClosed, "the connection was released without being closed"))
             }
             executor.runQueuedJobs(perform: perform)
             executor.ownerDidExit()

@@ -55,6 +55,8 @@ struct PendingReply {
     var transmit: ((amqp_connection_state_t) -> Int32)?
     /// When the reply is overdue; set when the method is sent.
     var deadline: ContinuousClock.Instant?
+    /// What the reply confirms, for recovery to do again.
+    var recording: TopologyChange?
 }
 
 /// AMQP method ids as librabbitmq defines them (class id << 16 | method id).

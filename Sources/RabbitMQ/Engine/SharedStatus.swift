@@ -3,6 +3,7 @@
 final class ConnectionStatus: Sendable {
     struct Snapshot: Sendable {
         var isOpen = false
+        var isRecovering = false
         var closeReason: AMQPError?
         var negotiated = AMQPConnection.NegotiatedParameters(channelMax: 0, frameMax: 0, heartbeat: 0)
         var serverProperties: FieldTable = [:]
@@ -10,11 +11,50 @@ final class ConnectionStatus: Sendable {
     }
 
     private let state = Locked(Snapshot())
+    /// Readers of ``AMQPConnection/events()``, by subscription number; `nil` once closed.
+    private let subscribers = Locked<[Int: AsyncStream<AMQPConnection.Event>.Continuation]?>([:])
+    private let nextSubscriber = Locked(0)
 
     var snapshot: Snapshot { state.withLock { $0 } }
 
     func update(_ body: (inout Snapshot) -> Void) {
         state.withLock { body(&$0) }
+    }
+
+    /// A new sequence of the events from now on.
+    func subscribe() -> AsyncStream<AMQPConnection.Event> {
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: AMQPConnection.Event.self, bufferingPolicy: .bufferingNewest(256))
+        let number = nextSubscriber.withLock { number in
+            number += 1
+            return number
+        }
+        let closedWith: AMQPError? = subscribers.withLock { subscribers in
+            guard subscribers != nil else { return snapshot.closeReason ?? AMQPError(.connectionClosed, "closed") }
+            subscribers?[number] = continuation
+            return nil
+        }
+        if let closedWith {
+            continuation.yield(.closed(closedWith))
+            continuation.finish()
+        } else {
+            continuation.onTermination = { [weak self] _ in
+                self?.subscribers.withLock { _ = $0?.removeValue(forKey: number) }
+            }
+        }
+        return stream
+    }
+
+    /// Tells every reader; ``AMQPConnection/Event/closed(_:)`` ends their sequences.
+    func publish(_ event: AMQPConnection.Event) {
+        let readers = subscribers.withLock { subscribers in
+            defer { if case .closed = event { subscribers = nil } }
+            return subscribers.map { Array($0.values) } ?? []
+        }
+        for reader in readers {
+            reader.yield(event)
+            if case .closed = event { reader.finish() }
+        }
     }
 }
 
@@ -34,6 +74,8 @@ final class ChannelStatus: Sendable {
         /// Tags of deliveries (manual acknowledgement, and `basic.get`) not yet acknowledged:
         /// acknowledging anything else would make the broker close the channel (406).
         var outstandingTags: Set<UInt64> = []
+        /// Counts the recoveries of the channel's connection: delivery tags belong to one.
+        var generation = 0
     }
 
     /// Outside confirm mode, most publishes handed over but not yet written: the bound on the
@@ -121,13 +163,31 @@ final class ChannelStatus: Sendable {
         state.withLock { _ = $0.outstandingTags.insert(tag) }
     }
 
-    /// Takes `tag` (with `multiple`, every outstanding tag up to it; 0 means all) off the
-    /// outstanding set, or explains why it cannot be acknowledged.
-    func takeOutstanding(_ tag: UInt64, multiple: Bool, channel number: UInt16) throws {
+    /// The current generation: deliveries of earlier ones cannot be acknowledged.
+    var generation: Int { state.withLock { $0.generation } }
+
+    /// The connection was lost: tags delivered so far mean nothing on the next connection.
+    func startNewGeneration() -> Int {
+        state.withLock { state in
+            state.generation += 1
+            state.outstandingTags.removeAll()
+            return state.generation
+        }
+    }
+
+    /// Takes `tag` (with `multiple`, every outstanding tag up to it; 0 means all) of `generation`
+    /// (`nil`: the current one) off the outstanding set, or explains why it cannot be
+    /// acknowledged.
+    func takeOutstanding(_ tag: UInt64, multiple: Bool, generation: Int?, channel number: UInt16) throws {
         try state.withLock { state in
             if let reason = state.closeReason {
                 throw reason.asClosed(
                     .channelClosed, "the delivery's channel is closed, so it cannot be acknowledged (the broker redelivers it)")
+            }
+            guard generation == nil || generation == state.generation else {
+                throw AMQPError(
+                    .staleDelivery,
+                    "delivery tag \(tag) on channel \(number) came before the connection was lost and recovered; the broker redelivers the message")
             }
             if multiple {
                 guard tag == 0 ? !state.outstandingTags.isEmpty : state.outstandingTags.contains(tag) else {
