@@ -17,6 +17,9 @@ final class TCPProxy: @unchecked Sendable {
     private let lock = NSLock()
     private var _mode = Mode.forward
     private var _stopped = false
+    private var _accepted = 0
+    /// For the next accepted connection: cut it after this many bytes from the broker.
+    private var _nextBudget: Int?
 
     init(targetPort: Int) throws {
         self.targetPort = targetPort
@@ -44,8 +47,15 @@ final class TCPProxy: @unchecked Sendable {
 
     /// Stops forwarding in both directions, keeping the sockets open.
     func stall() { lock.withLock { _mode = .stall } }
-    /// Closes every proxied connection.
+    /// Closes every proxied connection, and every new one at once (a refused reconnect).
     func cut() { lock.withLock { _mode = .cut } }
+    /// Forwards again (new connections too) after a stall or a cut.
+    func forward() { lock.withLock { _mode = .forward } }
+    /// Cuts the next connection accepted once the broker has sent it `bytes` bytes: a
+    /// connection that dies in the middle of what it was doing (a recovery, say).
+    func cutNextConnection(afterBrokerBytes bytes: Int) { lock.withLock { _nextBudget = bytes } }
+    /// How many connections the proxy has accepted.
+    var acceptedConnections: Int { lock.withLock { _accepted } }
     /// Ends the proxy (its threads exit within 100 ms).
     func stop() {
         lock.withLock { _stopped = true }
@@ -75,11 +85,17 @@ final class TCPProxy: @unchecked Sendable {
                 close(upstream)
                 continue
             }
-            startThread { [self] in pump(client, upstream) }
+            let budget = lock.withLock {
+                _accepted += 1
+                defer { _nextBudget = nil }
+                return _nextBudget
+            }
+            startThread { [self] in pump(client, upstream, brokerByteBudget: budget) }
         }
     }
 
-    private func pump(_ a: Int32, _ b: Int32) {
+    private func pump(_ a: Int32, _ b: Int32, brokerByteBudget: Int?) {
+        var budget = brokerByteBudget ?? .max
         defer {
             shutdown(a, Int32(SHUT_RDWR))
             shutdown(b, Int32(SHUT_RDWR))
@@ -99,14 +115,16 @@ final class TCPProxy: @unchecked Sendable {
             guard poll(&fds, 2, 50) > 0 else { continue }
             guard currentMode == .forward else { continue }
             for (from, to) in [(0, b), (1, a)] where fds[from].revents != 0 {
-                let count = read(fds[from].fd, &buffer, buffer.count)
+                let count = read(fds[from].fd, &buffer, from == 1 ? min(buffer.count, budget) : buffer.count)
                 guard count > 0 else { return }
+                if from == 1 { budget -= count }
                 var sent = 0
                 while sent < count {
                     let written = buffer.withUnsafeBytes { write(to, $0.baseAddress! + sent, count - sent) }
                     guard written > 0 else { return }
                     sent += written
                 }
+                if budget <= 0 { return }
             }
         }
     }

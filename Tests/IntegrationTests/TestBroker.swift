@@ -105,14 +105,17 @@ enum TestBroker {
 
     /// The broker-side process id of the connection with this client-provided name, if the
     /// broker lists it.
-    static func connectionPid(named name: String) async throws -> String? {
-        try await clientProperties(ofConnectionNamed: name)?.pid
+    static func connectionPid(named name: String, on broker: ThrowawayBroker? = nil) async throws -> String? {
+        try await clientProperties(ofConnectionNamed: name, on: broker)?.pid
     }
 
     /// The broker's listing of the named connection's client properties (Erlang terms, as text).
-    static func clientProperties(ofConnectionNamed name: String) async throws -> (pid: String, properties: String)? {
+    static func clientProperties(
+        ofConnectionNamed name: String, on broker: ThrowawayBroker? = nil
+    ) async throws -> (pid: String, properties: String)? {
         // RabbitMQ 3.10 has no user_provided_name column: find the name inside client_properties.
-        let listing = try await ctl(["list_connections", "--quiet", "--no-table-headers", "pid", "client_properties"])
+        let arguments = ["list_connections", "--quiet", "--no-table-headers", "pid", "client_properties"]
+        let listing = try await run(arguments, on: broker)
         for line in listing.split(separator: "\n") where line.contains("{\"connection_name\",\"\(name)\"}") {
             let columns = line.split(separator: "\t", maxSplits: 1)
             if columns.count == 2 { return (String(columns[0]), String(columns[1])) }
@@ -121,11 +124,17 @@ enum TestBroker {
     }
 
     /// Makes the broker close the named connection as an operator would (`close_connection`).
-    static func forceClose(connectionNamed name: String, reason: String) async throws {
-        guard let pid = try await connectionPid(named: name) else {
+    static func forceClose(connectionNamed name: String, reason: String, on broker: ThrowawayBroker? = nil) async throws {
+        guard let pid = try await connectionPid(named: name, on: broker) else {
             throw CtlError(message: "the broker lists no connection named \(name)")
         }
-        try await ctl(["close_connection", pid, reason])
+        try await run(["close_connection", pid, reason], on: broker)
+    }
+
+    /// rabbitmqctl against `broker`, or the shared broker.
+    @discardableResult
+    private static func run(_ arguments: [String], on broker: ThrowawayBroker?) async throws -> String {
+        if let broker { try await broker.ctl(arguments) } else { try await ctl(arguments) }
     }
 
     static var repositoryRoot: String {

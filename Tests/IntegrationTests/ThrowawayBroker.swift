@@ -1,25 +1,49 @@
 import Foundation
+import RabbitMQ
 
 /// A broker of the test's own (`scripts/broker` with `BROKER_INSTANCE`), for tests that alarm,
 /// kill or restart a broker without disturbing the shared one the other suites use.
 struct ThrowawayBroker: Sendable {
     let instance: String
     let url: String
+    /// The Erlang node name (`name@localhost`), for `join_cluster`.
+    var node = ""
+    /// The Erlang cookie, when the node was started to join a cluster.
+    var cookie: String?
 
-    private var script: String { "BROKER_INSTANCE=\(instance) \(TestBroker.repositoryRoot)/scripts/broker" }
+    private var script: String {
+        (cookie.map { "BROKER_COOKIE=\($0) " } ?? "") + "BROKER_INSTANCE=\(instance) \(TestBroker.repositoryRoot)/scripts/broker"
+    }
 
-    /// Starts the node and waits until it accepts AMQP (about 10 to 20 s).
-    static func start(_ name: String) async throws -> ThrowawayBroker {
+    /// Starts the node and waits until it accepts AMQP (about 10 to 20 s). Nodes started with
+    /// the same `cookie` can form a cluster.
+    static func start(_ name: String, cookie: String? = nil) async throws -> ThrowawayBroker {
         let instance = name.filter { $0.isLetter || $0.isNumber } + String(UUID().uuidString.prefix(4)).lowercased()
-        var broker = ThrowawayBroker(instance: instance, url: "")
+        var broker = ThrowawayBroker(instance: instance, url: "", cookie: cookie)
         try await TestBroker.shell(broker.script, ["start"])
         let environment = try await TestBroker.shell(broker.script, ["env"])
-        guard let line = environment.split(separator: "\n").first(where: { $0.hasPrefix("export AMQP_URL=") }) else {
+        func value(_ name: String) -> String? {
+            environment.split(separator: "\n").first { $0.hasPrefix("export \(name)=") }
+                .map { String($0.dropFirst("export \(name)=".count)).trimmingCharacters(in: ["'"]) }
+        }
+        guard let url = value("AMQP_URL") else {
             throw TestBroker.CtlError(message: "no AMQP_URL for broker \(instance)")
         }
-        broker = ThrowawayBroker(
-            instance: instance, url: String(line.dropFirst("export AMQP_URL=".count)).trimmingCharacters(in: ["'"]))
+        broker = ThrowawayBroker(instance: instance, url: url, node: value("RABBITMQ_NODE") ?? "", cookie: cookie)
         return broker
+    }
+
+    /// The AMQP port the node listens on.
+    var port: Int { (try? AMQPConnection.Configuration(url: url).port) ?? 0 }
+
+    /// `kill -9` of the node, keeping its data: a crash.
+    func kill() async throws {
+        try await TestBroker.shell(script, ["kill"])
+    }
+
+    /// Starts a killed node again on its port and data, and waits until it accepts AMQP.
+    func revive() async throws {
+        try await TestBroker.shell(script, ["revive"])
     }
 
     /// Starts a node, runs `body` with it, and stops it, whether `body` returns or throws.

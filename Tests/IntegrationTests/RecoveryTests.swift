@@ -1,0 +1,292 @@
+import Foundation
+import Logging
+import Metrics
+import MetricsTestKit
+import RabbitMQ
+import Testing
+
+/// The metrics backend of this test process, bootstrapped once.
+let testMetrics: TestMetrics = {
+    let metrics = TestMetrics()
+    MetricsSystem.bootstrap(metrics)
+    return metrics
+}()
+
+/// Automatic recovery under faults: each scenario counts messages sent, confirmed, consumed,
+/// lost and duplicated, and prints the figures (`FIGURES` lines) for the README.
+@Suite(
+    "Automatic recovery against a real broker",
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+struct RecoveryTests {
+    @Test func brokerKilledAndRestartedDuringConfirmedPublishLosesNothing() async throws {
+        try await ThrowawayBroker.with("kill") { broker in
+            let ledger = MessageLedger()
+            let queue = TestBroker.uniqueName("killed")
+            let publisher = try await AMQPConnection.open(TestBroker.configuration(url: broker.url, "publisher"))
+            let consumer = try await AMQPConnection.open(TestBroker.configuration(url: broker.url, "consumer"))
+            let publisherEvents = EventLog(publisher)
+            let consumerEvents = EventLog(consumer)
+            _ = try await publisher.withChannel { try await $0.queueDeclare(queue, durable: true) }
+            let consuming = FaultLoad.consume(queue, on: consumer, ledger: ledger)
+
+            let total = 50_000
+            let crash = Task {
+                // Wait until the publish is well under way, then crash the node and start it again.
+                try await ledger.waitUntilHandedOver(15_000)
+                try await broker.kill()
+                try await Task.sleep(for: .seconds(1))
+                let reviving = Task { try await broker.revive() }
+                // The instant the node listens again, to the nearest 10 ms.
+                while !TCPProbe.canConnect(host: "127.0.0.1", port: broker.port) {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                let back = ContinuousClock.now
+                ledger.mark(back)
+                try await reviving.value
+                return back
+            }
+            try await FaultLoad.publish(total, to: queue, on: publisher, ledger: ledger)
+            let brokerBack = try await crash.value
+            try await ledger.waitUntilConfirmedConsumed(within: .seconds(120))
+            consuming.cancel()
+
+            let recoveryTime = ledger.firstDeliveryAfterMarkTime.map { brokerBack.duration(to: $0) }
+            print("FIGURES " + ledger.summary("kill -9 and restart", sent: total)
+                + "; broker back to first delivery \(recoveryTime.map { "\($0)" } ?? "n/a")")
+            #expect(ledger.lost.isEmpty, "confirmed but never consumed: \(ledger.lost.prefix(20))")
+            #expect(ledger.unflaggedDuplicates.isEmpty, "duplicates not flagged as redelivered")
+            #expect(ledger.confirmedCount + ledger.failedCount == total, "every publish has a verdict")
+            #expect(ledger.confirmedCount > 0)
+            #expect(publisherEvents.count(EventLog.isRecovered) >= 1)
+            #expect(consumerEvents.count(EventLog.isRecovered) >= 1)
+            await publisher.close()
+            await consumer.close()
+        }
+    }
+
+    @Test func repeatedForcedClosesUnderLoadLoseNothing() async throws {
+        let ledger = MessageLedger()
+        let queue = TestBroker.uniqueName("forced")
+        let publisherConfiguration = try TestBroker.configuration("publisher")
+        let consumerConfiguration = try TestBroker.configuration("consumer")
+        let publisher = try await AMQPConnection.open(publisherConfiguration)
+        let consumer = try await AMQPConnection.open(consumerConfiguration)
+        let publisherEvents = EventLog(publisher)
+        let consumerEvents = EventLog(consumer)
+        _ = try await publisher.withChannel {
+            try await $0.queueDeclare(queue, durable: true, arguments: ["x-queue-type": "quorum"])
+        }
+        let consuming = FaultLoad.consume(queue, on: consumer, ledger: ledger)
+
+        let total = 30_000
+        let closes = 3
+        let operator_ = Task {
+            for round in 1...closes {
+                for (name, events) in [
+                    (publisherConfiguration.connectionName!, publisherEvents),
+                    (consumerConfiguration.connectionName!, consumerEvents),
+                ] {
+                    // While the publisher is mid-way: closes at 4,000, 8,000, ... messages.
+                    try await ledger.waitUntilHandedOver(4_000 * (2 * round - 1) + (events === consumerEvents ? 4_000 : 0))
+                    try await TestBroker.forceClose(connectionNamed: name, reason: "fault test \(round)")
+                    // The next close needs the connection back.
+                    try await events.waitFor(round, within: .seconds(30), EventLog.isRecovered)
+                }
+            }
+        }
+        // rabbitmqctl takes a second or two per call: the publish is stretched to outlast them.
+        try await FaultLoad.publish(total, to: queue, on: publisher, ledger: ledger, pause: .milliseconds(50))
+        try await operator_.value
+        try await ledger.waitUntilConfirmedConsumed(within: .seconds(60))
+        consuming.cancel()
+
+        print("FIGURES " + ledger.summary("close_connection x\(closes) each side", sent: total))
+        #expect(ledger.lost.isEmpty, "confirmed but never consumed: \(ledger.lost.prefix(20))")
+        #expect(ledger.unflaggedDuplicates.isEmpty)
+        #expect(ledger.confirmedCount + ledger.failedCount == total)
+        #expect(publisherEvents.count(EventLog.isRecovered) == closes)
+        #expect(consumerEvents.count(EventLog.isRecovered) == closes)
+        try await publisher.withChannel { _ = try await $0.queueDelete(queue) }
+        await publisher.close()
+        await consumer.close()
+    }
+
+    @Test func republishingUnconfirmedMessagesConfirmsEveryOne() async throws {
+        let ledger = MessageLedger()
+        let queue = TestBroker.uniqueName("republish")
+        var publisherConfiguration = try TestBroker.configuration("publisher")
+        publisherConfiguration.recovery.republishUnconfirmed = true
+        let publisher = try await AMQPConnection.open(publisherConfiguration)
+        let consumer = try await AMQPConnection.open(TestBroker.configuration("consumer"))
+        let events = EventLog(publisher)
+        _ = try await publisher.withChannel { try await $0.queueDeclare(queue, durable: true) }
+        let consuming = FaultLoad.consume(queue, on: consumer, ledger: ledger)
+
+        let total = 20_000
+        let operator_ = Task {
+            for round in 1...2 {
+                try await ledger.waitUntilHandedOver(round * 6_000)
+                try await TestBroker.forceClose(connectionNamed: publisherConfiguration.connectionName!, reason: "republish \(round)")
+                try await events.waitFor(round, within: .seconds(30), EventLog.isRecovered)
+            }
+        }
+        try await FaultLoad.publish(total, to: queue, on: publisher, ledger: ledger, pause: .milliseconds(50))
+        try await operator_.value
+        try await ledger.waitUntilConfirmedConsumed(within: .seconds(60))
+        consuming.cancel()
+
+        print("FIGURES " + ledger.summary("close_connection x2 with republishing", sent: total))
+        // Nothing fails: what was unconfirmed at each close was sent again and confirmed.
+        #expect(ledger.failedCount == 0)
+        #expect(ledger.confirmedCount == total)
+        #expect(ledger.lost.isEmpty)
+        try await publisher.withChannel { _ = try await $0.queueDelete(queue) }
+        await publisher.close()
+        await consumer.close()
+    }
+
+    @Test func stalledSocketIsDetectedByHeartbeatsAndRecovered() async throws {
+        var configuration = try TestBroker.configuration(heartbeat: 1)
+        let proxy = try TCPProxy(targetPort: configuration.port)
+        defer { proxy.stop() }
+        configuration.host = "127.0.0.1"
+        configuration.port = proxy.port
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        let queue = try await channel.queueDeclare("", exclusive: true).name
+        let consumer = try await channel.consume(queue: queue)
+
+        proxy.stall()
+        let stalled = ContinuousClock.now
+        #expect(try await events.waitFor(within: .seconds(20), EventLog.isDisconnected))
+        let detection = stalled.duration(to: .now)
+        guard case .disconnected(let reason)? = events.all.first(where: EventLog.isDisconnected) else { return }
+        #expect(reason.code == .heartbeatMissed)
+        proxy.forward()
+        #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
+        print("FIGURES stall: missed heartbeats (1 s interval) detected \(detection) after the stall")
+
+        // The exclusive server-named queue was declared again (under a new name, since the
+        // broker deleted the old one with the old connection), and the consumer follows it.
+        let renamed = events.all.compactMap { event -> String? in
+            if case .queueRenamed(let old, let new) = event, old == queue { return new }
+            return nil
+        }
+        #expect(renamed.count == 1)
+        let newQueue = renamed.first ?? queue
+        try await channel.publish("after the stall", routingKey: newQueue)
+        var iterator = consumer.makeAsyncIterator()
+        let delivery = try await iterator.next()
+        #expect(delivery?.bodyString == "after the stall")
+        await connection.close()
+    }
+
+    @Test func connectionCutWhileRecoveringStillRecovers() async throws {
+        var configuration = try TestBroker.configuration()
+        let proxy = try TCPProxy(targetPort: configuration.port)
+        defer { proxy.stop() }
+        configuration.host = "127.0.0.1"
+        configuration.port = proxy.port
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        // Enough topology that re-creating it takes many frames.
+        let prefix = TestBroker.uniqueName("cut")
+        let queues = (0..<60).map { "\(prefix)-\($0)" }
+        for queue in queues {
+            try await channel.queueDeclare(queue, autoDelete: false, arguments: ["x-expires": 120_000])
+            try await channel.queueBind(queue, exchange: "amq.topic", routingKey: queue)
+        }
+        let consumer = try await channel.consume(queue: queues[59])
+
+        // The reconnect's login takes well under 1,500 bytes from the broker; the replies to
+        // the re-declares take the rest: the cut lands in the middle of the recovery.
+        proxy.cutNextConnection(afterBrokerBytes: 1500)
+        proxy.cut()
+        #expect(try await events.waitFor(within: .seconds(20), EventLog.isDisconnected))
+        proxy.forward()
+        #expect(try await events.waitFor(within: .seconds(60), EventLog.isRecovered))
+        let interrupted = events.count {
+            if case .recoveryAttemptFailed = $0 { true } else { false }
+        }
+        #expect(interrupted >= 1, "the first reconnect was cut during recovery: \(events.all)")
+        #expect(proxy.acceptedConnections >= 3)
+
+        // The bindings and the consumer are back.
+        try await channel.publish("routed", exchange: "amq.topic", routingKey: queues[59])
+        var iterator = consumer.makeAsyncIterator()
+        #expect(try await iterator.next()?.bodyString == "routed")
+        for queue in queues { try await channel.queueDelete(queue) }
+        await connection.close()
+    }
+
+    @Test func deliveryFromBeforeARecoveryCannotBeAcknowledged() async throws {
+        let configuration = try TestBroker.configuration()
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        let queue = try await channel.queueDeclare(TestBroker.uniqueName("stale"), durable: true).name
+        try await channel.publish("once", routingKey: queue)
+        let consumer = try await channel.consume(queue: queue)
+        var iterator = consumer.makeAsyncIterator()
+        let first = try #require(try await iterator.next())
+        #expect(!first.redelivered)
+
+        try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "stale test")
+        #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
+        let error = await #expect(throws: AMQPError.self) { try await first.ack() }
+        #expect(error?.code == .staleDelivery)
+        // The broker redelivers it on the recovered consumer, flagged, and that one acks fine.
+        let again = try #require(try await iterator.next())
+        #expect(again.bodyString == "once")
+        #expect(again.redelivered)
+        try await again.ack()
+        try await channel.queueDelete(queue)
+        await connection.close()
+    }
+
+    @Test func reconnectsAreCountedAndLoggedAtInfo() async throws {
+        let metrics = testMetrics
+        let logs = CapturedLogs.Storage()
+        let configuration = try TestBroker.configuration()
+        let name = try #require(configuration.connectionName)
+        let connection = try await AMQPConnection.open(configuration, logger: CapturedLogs.logger(logs))
+        let events = EventLog(connection)
+        try await TestBroker.forceClose(connectionNamed: name, reason: "metrics test")
+        #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
+        #expect(try metrics.expectCounter("rabbitmq_client_recoveries_total", [("connection", name)]).totalValue == 1)
+        #expect(try metrics.expectCounter("rabbitmq_client_reconnect_attempts_total", [("connection", name)]).totalValue >= 1)
+        #expect(try metrics.expectTimer("rabbitmq_client_recovery_duration", [("connection", name)]).values.count == 1)
+
+        // Info and above: only the reconnect story, and never the password.
+        let loud = logs.all.filter { $0.level >= .info }
+        #expect(loud.map(\.message) == ["connection lost; recovering", "reconnecting", "connection recovered"])
+        #expect(!logs.all.contains { "\($0.message) \($0.metadata)".contains(configuration.password) })
+        #expect(loud.allSatisfy { $0.metadata["amqp.connection"] != nil })
+        await connection.close()
+    }
+
+    @Test func consumerThatPublishesAndClosesItsChannelDoesNotDeadlock() async throws {
+        let connection = try await TestBroker.connect()
+        let channel = try await connection.openChannel()
+        try await channel.confirmSelect()
+        let queue = try await channel.queueDeclare("", exclusive: true).name
+        let replies = try await channel.queueDeclare("", exclusive: true).name
+        for index in 0..<10 { try await channel.publish("\(index)", routingKey: queue) }
+
+        var handled = 0
+        for try await delivery in try await channel.consume(queue: queue) {
+            // From inside the consumer: a confirmed publish on the same channel, an ack, and
+            // at the end, closing the channel the sequence runs on.
+            try await channel.publish("reply \(delivery.bodyString)", routingKey: replies)
+            try await delivery.ack()
+            handled += 1
+            if handled == 10 { await channel.close() }
+        }
+        #expect(handled == 10)
+        let other = try await connection.openChannel()
+        #expect(try await other.queueDeclare(replies, passive: true).messageCount == 10)
+        await connection.close()
+    }
+}
