@@ -9,6 +9,7 @@ final class MessageLedger: @unchecked Sendable {
     private let lock = NSLock()
     private var confirmed = Set<Int>()
     private var failed = Set<Int>()
+    private var failureReasons: [String: Int] = [:]
     private var deliveries: [Int: Int] = [:]
     /// Deliveries of an id already delivered, and whether each was flagged as redelivered.
     private var duplicates: [(id: Int, redelivered: Bool)] = []
@@ -16,8 +17,16 @@ final class MessageLedger: @unchecked Sendable {
     private var mark: ContinuousClock.Instant?
     private var handedOver = 0
 
-    func recordVerdict(_ id: Int, confirmed isConfirmed: Bool) {
-        lock.withLock { _ = isConfirmed ? confirmed.insert(id) : failed.insert(id) }
+    func recordVerdict(_ id: Int, failure: (any Error)? = nil) {
+        lock.withLock {
+            guard let failure else {
+                confirmed.insert(id)
+                return
+            }
+            failed.insert(id)
+            let reason = (failure as? AMQPError).map { "\($0.code)\($0.replyCode.map { " \($0)" } ?? "")" } ?? "\(failure)"
+            failureReasons[reason, default: 0] += 1
+        }
     }
 
     func recordDelivery(_ id: Int, redelivered: Bool) {
@@ -64,6 +73,7 @@ final class MessageLedger: @unchecked Sendable {
     func summary(_ scenario: String, sent: Int) -> String {
         "\(scenario): sent \(sent), confirmed \(confirmedCount), failed \(failedCount), consumed \(consumedCount), "
             + "lost \(lost.count), duplicated \(duplicateCount) (unflagged \(unflaggedDuplicates.count))"
+            + (failedCount > 0 ? "; failures by reason \(lock.withLock { failureReasons })" : "")
     }
 }
 
@@ -128,7 +138,7 @@ enum FaultLoad {
                     properties: BasicProperties(deliveryMode: .persistent, messageID: String(id)))
                 pending.append((id, confirmation))
             } catch {
-                ledger.recordVerdict(id, confirmed: false)
+                ledger.recordVerdict(id, failure: error)
             }
             if id % 100 == 0 {
                 ledger.recordHandedOver(id)
@@ -138,9 +148,9 @@ enum FaultLoad {
         for (id, confirmation) in pending {
             do {
                 try await confirmation.wait()
-                ledger.recordVerdict(id, confirmed: true)
+                ledger.recordVerdict(id)
             } catch {
-                ledger.recordVerdict(id, confirmed: false)
+                ledger.recordVerdict(id, failure: error)
             }
         }
     }
