@@ -116,9 +116,9 @@ extension AMQPChannel {
     /// Puts the channel in transaction mode (`tx.select`): publishes and acknowledgements take
     /// effect only at ``txCommit()``. A channel cannot be in confirm and transaction mode both.
     public func txSelect() async throws {
-        _ = try await connection.core.call(on: key, AMQP_TX_SELECT_METHOD, expecting: [AMQP_TX_SELECT_OK_METHOD]) { _ in
-            amqp_tx_select_t(dummy: 0)
-        }
+        _ = try await connection.core.call(
+            on: key, AMQP_TX_SELECT_METHOD, expecting: [AMQP_TX_SELECT_OK_METHOD], recording: .transactionsSelected
+        ) { _ in amqp_tx_select_t(dummy: 0) }
     }
 
     /// Commits the publishes and acknowledgements since the last commit or rollback (`tx.commit`).

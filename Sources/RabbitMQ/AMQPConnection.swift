@@ -17,8 +17,11 @@ import Synchronization
 /// channels progress independently.
 ///
 /// When the broker closes the connection (``AMQPError/replyCode`` 320 for an operator's
-/// `close_connection`, for instance), or the socket fails, or heartbeats stop, every waiting and
-/// every later call fails with an ``AMQPError`` that says why; ``closeReason`` keeps it.
+/// `close_connection`, for instance), or the socket fails, or heartbeats stop, the calls waiting
+/// for replies fail with an ``AMQPError`` that says why, and the connection recovers: it
+/// reconnects and re-creates its channels, topology and consumers (see
+/// ``Configuration/Recovery``, and ``events()`` to follow it). With recovery off, or when it
+/// gives up, every later call fails too, and ``closeReason`` keeps the reason.
 ///
 /// Close connections with ``close()`` (or use ``withConnection(_:logger:_:)``). A connection
 /// that is released while open is torn down without the closing handshake.
@@ -114,7 +117,7 @@ public final class AMQPConnection: Sendable {
         await core.close()
     }
 
-    /// Whether the connection is open (not closing or closed).
+    /// Whether the connection is open (not recovering, closing or closed).
     public var isOpen: Bool { core.status.snapshot.isOpen }
 
     /// Why the connection closed, once it has: the broker's reply code and text, a socket error,

@@ -267,6 +267,61 @@ struct RecoveryTests {
         await connection.close()
     }
 
+    @Test func prefetchTransactionsAndConfirmModeSurviveRecovery() async throws {
+        let configuration = try TestBroker.configuration()
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let setup = try await connection.openChannel()
+        let queue = try await setup.queueDeclare(TestBroker.uniqueName("modes"), durable: true).name
+        for index in 0..<20 { try await setup.publish("\(index)", routingKey: queue) }
+        let consuming = try await connection.openChannel()
+        try await consuming.basicQos(prefetchCount: 7)
+        let consumer = try await consuming.consume(queue: queue)  // never acknowledges
+        #expect(try await TestBroker.waitForMessageCount(13, in: queue, on: setup))
+        let transactional = try await connection.openChannel()
+        try await transactional.txSelect()
+        let confirming = try await connection.openChannel()
+        try await confirming.confirmSelect()
+
+        try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "modes test")
+        #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
+        // The recovered consumer again holds exactly the prefetch.
+        #expect(try await TestBroker.waitForMessageCount(13, in: queue, on: setup))
+        // Still transactional: a commit is accepted (a 406 otherwise) and publishes.
+        try await transactional.publish("committed", routingKey: queue)
+        try await transactional.txCommit()
+        // Still in confirm mode: the publish gets its confirm.
+        try await confirming.publish("confirmed", routingKey: queue)
+        #expect(try await TestBroker.waitForMessageCount(15, in: queue, on: setup))
+        withExtendedLifetime(consumer) {}
+        try await setup.queueDelete(queue)
+        await connection.close()
+    }
+
+    @Test func closingAChannelWhileRecoveringClosesItAfterwards() async throws {
+        var configuration = try TestBroker.configuration()
+        let proxy = try TCPProxy(targetPort: configuration.port)
+        defer { proxy.stop() }
+        configuration.host = "127.0.0.1"
+        configuration.port = proxy.port
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        let kept = try await connection.openChannel()
+        proxy.cut()
+        #expect(try await events.waitFor(within: .seconds(20), EventLog.isDisconnected))
+        let closing = Task { await channel.close() }
+        try await Task.sleep(for: .milliseconds(200))
+        proxy.forward()
+        await closing.value
+        #expect(!channel.isOpen)
+        #expect(kept.isOpen)
+        // The number is free again, and the other channel works.
+        #expect(try await connection.openChannel().number == channel.number)
+        _ = try await kept.queueDeclare("", exclusive: true)
+        await connection.close()
+    }
+
     @Test func consumerThatPublishesAndClosesItsChannelDoesNotDeadlock() async throws {
         let connection = try await TestBroker.connect()
         let channel = try await connection.openChannel()

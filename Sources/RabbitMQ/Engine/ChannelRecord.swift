@@ -64,6 +64,8 @@ final class ChannelRecord {
     var confirms: ConfirmTracker?
     /// The last `basic.qos` for each scope (per consumer, and `global` for the channel).
     var prefetch: (perConsumer: Prefetch?, global: Prefetch?)
+    /// In transaction mode (`tx.select`), to select again after a recovery.
+    var isTransactional = false
     /// Opened by recovery to re-create the topology; not the application's.
     var isRecoveryChannel = false
     /// Mirrors ``ChannelStatus/generation``: which incarnation of the connection the channel's

@@ -92,7 +92,8 @@ final class ConfirmTracker {
     @discardableResult
     func failAll(_ error: AMQPError) -> Int {
         let count = unconfirmed.count
-        while let publish = unconfirmed.popFirst() { publish.confirmation.resolve(.failure(error)) }
+        // One the broker returned failed that way, whatever happened next.
+        while let publish = unconfirmed.popFirst() { publish.confirmation.resolve(.failure(publish.returned ?? error)) }
         return count
     }
 

@@ -132,6 +132,8 @@ extension ConnectionCore {
         switch waiting.recording {
         case .prefetchSet(let prefetch)?:
             if prefetch.global { record.prefetch.global = prefetch } else { record.prefetch.perConsumer = prefetch }
+        case .transactionsSelected?:
+            record.isTransactional = true
         case let change?:
             topology.apply(change, reply: MethodReply(copying: method))
         case nil:

@@ -156,10 +156,6 @@ extension ConnectionCore {
         }
     }
 
-    /// Whether the connection is recovering (publishes are held meanwhile).
-    var isRecovering: Bool {
-        if case .recovering = phase { true } else { false }
-    }
 
     /// Waits until the broker unblocks the connection, at most the blocked-publish timeout.
     /// Returns at once when it is not blocked.

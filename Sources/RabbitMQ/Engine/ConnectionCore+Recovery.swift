@@ -18,6 +18,11 @@ struct RecoveryProgress {
 /// The reconnect itself (TCP, TLS, login) blocks the thread for at most the connection timeout;
 /// re-creating the topology is asynchronous, like any RPC, so frames keep being read meanwhile.
 extension ConnectionCore {
+    /// Whether the connection is recovering (calls wait and publishes are held meanwhile).
+    var isRecovering: Bool {
+        if case .recovering = phase { true } else { false }
+    }
+
     /// The connection failed while open or recovering: release it, settle what cannot survive,
     /// keep what can, and schedule the next reconnect attempt.
     func beginRecovery(after error: AMQPError) {
@@ -139,7 +144,8 @@ extension ConnectionCore {
     /// confirm mode), the recorded topology and the consumers, then declares the connection
     /// open. Stops as soon as that connection is lost too: a later attempt starts over.
     private func recreate(generation: Int, lostAt: ContinuousClock.Instant) async {
-        let userChannels = channels.values.sorted { $0.number < $1.number }
+        let userChannels = channels.values.filter { if case .open = $0.phase { true } else { false } }
+            .sorted { $0.number < $1.number }
         for record in userChannels {
             guard self.generation == generation else { return }
             do { try await reopen(record) } catch { reportRecoveryFailure(error, generation) }
@@ -164,13 +170,19 @@ extension ConnectionCore {
         status.publish(.topologyRecoveryFailed(error))
     }
 
-    /// Opens the channel again under its number, with its prefetch and confirm mode.
+    /// Opens the channel again under its number, with its prefetch, and its confirm or
+    /// transaction mode (a transaction open at the loss is lost with it, as a rollback).
     private func reopen(_ record: ChannelRecord) async throws {
         record.phase = .opening
         try await openOnBroker(record)
         for prefetch in [record.prefetch.global, record.prefetch.perConsumer].compactMap({ $0 }) {
             _ = try await send(on: record, AMQP_BASIC_QOS_METHOD, expecting: [AMQP_BASIC_QOS_OK_METHOD]) { _ in
                 prefetch.qosMethod
+            }
+        }
+        if record.isTransactional {
+            _ = try await send(on: record, AMQP_TX_SELECT_METHOD, expecting: [AMQP_TX_SELECT_OK_METHOD]) { _ in
+                amqp_tx_select_t(dummy: 0)
             }
         }
         if record.confirms != nil {

@@ -322,6 +322,8 @@ actor ConnectionCore {
     /// Closes a channel: `channel.close`, then waits for `close-ok` (at most the RPC timeout).
     /// Returns at once when the channel is already closed or closing.
     func closeChannel(_ key: ChannelKey) async {
+        // While the connection recovers the channel is being re-created: close it afterwards.
+        if isRecovering { try? await waitUntilOpen() }
         guard let record = channels[key.number], record.id == key.id, record.isUsable else { return }
         record.phase = .closing
         record.status.markClosed(AMQPError(.channelClosed, "channel \(key.number) was closed by the application"))

@@ -72,6 +72,8 @@ enum TopologyChange: Sendable {
     case exchangeUnbound(RecordedBinding)
     /// `basic.qos` on the channel the change was made on (kept by its ``ChannelRecord``).
     case prefetchSet(ChannelRecord.Prefetch)
+    /// `tx.select` on the channel the change was made on.
+    case transactionsSelected
 }
 
 /// What the application declared on a connection, in declaration order: what recovery declares
@@ -112,7 +114,7 @@ final class TopologyRecord {
             if !exchangeBindings.contains(binding) { exchangeBindings.append(binding) }
         case .exchangeUnbound(let binding):
             exchangeBindings.removeAll { $0 == binding }
-        case .prefetchSet:
+        case .prefetchSet, .transactionsSelected:
             break
         }
     }
