@@ -26,6 +26,13 @@ import ServiceLifecycle
 /// and a dead-letter exchange and queue (`<queue>.dead-letter`). Handlers run concurrently, at
 /// most ``Configuration/prefetch`` at a time.
 ///
+/// The connection recovers on its own when it is lost (a broker restart, a cluster node going
+/// away; see `AMQPConnection.Configuration.Recovery`), and the consumer resumes. A handler that
+/// was running when the connection went cannot acknowledge its delivery any more: the broker
+/// redelivers the message and the handler runs again, so handlers should be idempotent (the
+/// message id in ``EventContext`` identifies a redelivered event). ``run()`` throws only when the
+/// connection closes for good.
+///
 /// As a swift-service-lifecycle `Service`: on graceful shutdown it cancels its consumer, lets the
 /// handlers in flight finish and acknowledge within ``Configuration/shutdownDeadline``, then
 /// closes. On task cancellation it stops at once. Either way, whatever was not acknowledged goes

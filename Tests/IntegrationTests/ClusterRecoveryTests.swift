@@ -52,7 +52,9 @@ struct ClusterRecoveryTests {
             try await ledger.waitUntilHandedOver(6_000)
             try await a.kill()
         }
-        try await FaultLoad.publish(total, to: queue, on: publisher, ledger: ledger)
+        // Paced (about 2,000 a second) so the quorum queue's leader election after the kill,
+        // during which the broker nacks publishes, does not swallow the whole run.
+        try await FaultLoad.publish(total, to: queue, on: publisher, ledger: ledger, pause: .milliseconds(50))
         try await failover.value
         try await ledger.waitUntilConfirmedConsumed(within: .seconds(90))
         consuming.cancel()

@@ -43,13 +43,15 @@ struct EventDispatcherTests {
     /// Runs a dispatcher while `body` runs, then shuts it down gracefully.
     private func withDispatcher(
         _ configuration: EventDispatcher.Configuration, _ handlers: EventHandlers,
+        connection dispatcherConnection: AMQPConnection.Configuration? = nil,
         _ body: (AMQPConnection) async throws -> Void
     ) async throws {
         var configuration = configuration
         let (ready, readyContinuation) = AsyncStream.makeStream(of: Void.self)
         configuration.onReady = { readyContinuation.yield() }
         let dispatcher = EventDispatcher(
-            connection: try TestBroker.configuration(), configuration: configuration, handlers: handlers)
+            connection: try dispatcherConnection ?? TestBroker.configuration(), configuration: configuration,
+            handlers: handlers)
         let connection = try await TestBroker.connect()
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -102,6 +104,32 @@ struct EventDispatcherTests {
             try await channel.exchangeDelete(configuration.exchange)
             try await channel.exchangeDelete(configuration.deadLetterExchange)
         }
+    }
+
+    @Test func dispatcherKeepsHandlingAfterItsConnectionIsForceClosed() async throws {
+        let configuration = configuration()
+        let recorder = Recorder()
+        var handlers = EventHandlers()
+        handlers.on(OrderCreated.self) { _, context in await recorder.record("created", context) }
+        let dispatcherConnection = try TestBroker.configuration("dispatcher")
+        let item = OrderItem(sku: "SKU-1", quantity: 1, price: 1)
+        func handledIDs() async -> Set<String> { Set(await recorder.calls.compactMap(\.context.messageID)) }
+
+        try await withDispatcher(configuration, handlers, connection: dispatcherConnection) { connection in
+            let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
+            for index in 0..<20 {
+                try await publisher.publish(OrderCreated(orderID: "o-\(index)", customerID: "c", items: [item]), messageID: "m-\(index)")
+            }
+            #expect(try await waitUntil { await handledIDs().count == 20 })
+            try await TestBroker.forceClose(connectionNamed: dispatcherConnection.connectionName!, reason: "dispatcher test")
+            for index in 20..<40 {
+                try await publisher.publish(OrderCreated(orderID: "o-\(index)", customerID: "c", items: [item]), messageID: "m-\(index)")
+            }
+            // The dispatcher's connection recovered on its own and its consumer resumed.
+            #expect(try await waitUntil { await handledIDs().count == 40 })
+        }
+        #expect(try await counts(configuration) == (0, 0))
+        try await cleanUp(configuration)
     }
 
     @Test func eachEventTypeReachesItsHandlerWithTheDocumentedTypeAndRoutingKey() async throws {

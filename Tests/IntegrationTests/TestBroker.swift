@@ -51,7 +51,7 @@ enum TestBroker {
 
     /// Polls (bounded) until the queue holds `count` ready messages; publishing is asynchronous.
     static func waitForMessageCount(
-        _ count: UInt32, in queue: String, on channel: AMQPChannel, within limit: Duration = .seconds(10)
+        _ count: UInt32, in queue: String, on channel: AMQPChannel, within limit: Duration = .seconds(30)
     ) async throws -> Bool {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
