@@ -19,7 +19,9 @@ extension AMQPConnection.Configuration {
     /// closes it, the network fails, heartbeats stop) rather than closed by the application.
     ///
     /// With recovery on (the default) the connection reconnects, trying ``delay(forAttempt:)``
-    /// apart the endpoints in turn, and then re-creates what the application set up on it:
+    /// apart the endpoints in turn (each attempt bounded by
+    /// ``AMQPConnection/Configuration/connectionTimeout``: lower it when endpoints may be
+    /// unreachable rather than refusing), and then re-creates what the application set up on it:
     /// channels with their prefetch and confirm mode, the exchanges, queues and bindings it
     /// declared (server-named queues get new names, reported as
     /// ``AMQPConnection/Event/queueRenamed(from:to:)``), and its consumers, whose sequences go on
