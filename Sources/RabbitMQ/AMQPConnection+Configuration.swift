@@ -35,8 +35,19 @@ extension AMQPConnection {
             /// exposes the connection to anyone on the path. librabbitmq 0.11 matches the host
             /// name against DNS names only: connect by name (`localhost`), not by IP address.
             public var verifyPeer: Bool = true
+            /// The passphrase of an encrypted ``keyFile``. Never logged, never part of a
+            /// description.
+            public var keyPassword: String?
+            /// The oldest TLS version to accept; TLS 1.2 unless lowered on purpose.
+            public var minimumVersion: Version = .v1_2
 
-            /// TLS with the default settings: verification on.
+            /// TLS protocol versions (librabbitmq 0.11 names none newer than 1.2; a newer
+            /// version is still negotiated when both sides support it).
+            public enum Version: Sendable, Hashable {
+                case v1_0, v1_1, v1_2
+            }
+
+            /// TLS with the default settings: verification on, TLS 1.2 or newer.
             public init() {}
         }
 
@@ -117,4 +128,32 @@ extension AMQPConnection {
             return "\(scheme)://\(user):***@\(hostPart):\(port)/\(AMQPURIParser.percentEncode(virtualHost))"
         }
     }
+}
+
+extension AMQPConnection.Configuration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The endpoint, user and settings, with the password masked (``redactedURL``).
+    public var description: String {
+        var text = "AMQPConnection.Configuration(\(redactedURL)"
+        if !alternateEndpoints.isEmpty { text += ", alternates: \(alternateEndpoints)" }
+        if let connectionName { text += ", name: \(connectionName)" }
+        if let tls { text += ", \(tls)" }
+        return text + ", heartbeat: \(heartbeat)s, recovery: \(recovery.isEnabled ? "on" : "off"))"
+    }
+
+    public var debugDescription: String { description }
+
+    /// What `dump` and debuggers show: the description, so the password stays hidden.
+    public var customMirror: Mirror { Mirror(self, children: ["description": description]) }
+}
+
+extension AMQPConnection.Configuration.TLS: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The files and settings, with the key passphrase masked.
+    public var description: String {
+        "TLS(ca: \(caCertificateFile ?? "none"), certificate: \(certificateFile ?? "none"), key: \(keyFile ?? "none")"
+            + "\(keyPassword == nil ? "" : " (passphrase ***)"), verify: \(verifyPeer), minimum: \(minimumVersion))"
+    }
+
+    public var debugDescription: String { description }
+
+    public var customMirror: Mirror { Mirror(self, children: ["description": description]) }
 }

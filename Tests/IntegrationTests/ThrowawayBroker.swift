@@ -10,16 +10,21 @@ struct ThrowawayBroker: Sendable {
     var node = ""
     /// The Erlang cookie, when the node was started to join a cluster.
     var cookie: String?
+    /// The directory of the TLS listener's certificates (see `scripts/make-test-certificates`).
+    var tlsDirectory: String?
+    /// The TLS listener's port, when there is one.
+    var tlsPort: Int?
 
     private var script: String {
-        (cookie.map { "BROKER_COOKIE=\($0) " } ?? "") + "BROKER_INSTANCE=\(instance) \(TestBroker.repositoryRoot)/scripts/broker"
+        (cookie.map { "BROKER_COOKIE=\($0) " } ?? "") + (tlsDirectory.map { "BROKER_TLS_DIR=\($0) " } ?? "")
+            + "BROKER_INSTANCE=\(instance) \(TestBroker.repositoryRoot)/scripts/broker"
     }
 
     /// Starts the node and waits until it accepts AMQP (about 10 to 20 s). Nodes started with
-    /// the same `cookie` can form a cluster.
-    static func start(_ name: String, cookie: String? = nil) async throws -> ThrowawayBroker {
+    /// the same `cookie` can form a cluster; with `tlsDirectory` the node also listens for TLS.
+    static func start(_ name: String, cookie: String? = nil, tlsDirectory: String? = nil) async throws -> ThrowawayBroker {
         let instance = name.filter { $0.isLetter || $0.isNumber } + String(UUID().uuidString.prefix(4)).lowercased()
-        var broker = ThrowawayBroker(instance: instance, url: "", cookie: cookie)
+        var broker = ThrowawayBroker(instance: instance, url: "", cookie: cookie, tlsDirectory: tlsDirectory)
         try await TestBroker.shell(broker.script, ["start"])
         let environment = try await TestBroker.shell(broker.script, ["env"])
         func value(_ name: String) -> String? {
@@ -29,7 +34,9 @@ struct ThrowawayBroker: Sendable {
         guard let url = value("AMQP_URL") else {
             throw TestBroker.CtlError(message: "no AMQP_URL for broker \(instance)")
         }
-        broker = ThrowawayBroker(instance: instance, url: url, node: value("RABBITMQ_NODE") ?? "", cookie: cookie)
+        broker = ThrowawayBroker(
+            instance: instance, url: url, node: value("RABBITMQ_NODE") ?? "", cookie: cookie, tlsDirectory: tlsDirectory,
+            tlsPort: value("AMQPS_PORT").flatMap { Int($0) })
         return broker
     }
 
@@ -47,8 +54,10 @@ struct ThrowawayBroker: Sendable {
     }
 
     /// Starts a node, runs `body` with it, and stops it, whether `body` returns or throws.
-    static func with<Result>(_ name: String, _ body: (ThrowawayBroker) async throws -> Result) async throws -> Result {
-        let broker = try await start(name)
+    static func with<Result>(
+        _ name: String, tlsDirectory: String? = nil, _ body: (ThrowawayBroker) async throws -> Result
+    ) async throws -> Result {
+        let broker = try await start(name, tlsDirectory: tlsDirectory)
         do {
             let result = try await body(broker)
             await broker.stop()

@@ -141,3 +141,20 @@ struct URIParsingTests {
         #expect(configuration.redactedURL == "amqp://user:***@[::1]:5673/%2F")
     }
 }
+
+@Suite("Credentials stay out of descriptions")
+struct CredentialRedactionTests {
+    @Test func descriptionsDumpsAndDebugDescriptionsHideSecrets() throws {
+        var configuration = try AMQPConnection.Configuration(
+            url: "amqps://app:pa55-w0rd-secret@broker.example:5671/prod?cacertfile=/ca.pem")
+        configuration.tls?.keyPassword = "key-passphrase-secret"
+        var dumped = ""
+        dump(configuration, to: &dumped)
+        for text in [configuration.description, configuration.debugDescription, "\(configuration)", dumped,
+                     String(reflecting: configuration), "\(configuration.tls!)"] {
+            #expect(!text.contains("pa55-w0rd-secret"))
+            #expect(!text.contains("key-passphrase-secret"))
+        }
+        #expect(configuration.description.contains("amqps://app:***@broker.example:5671/prod"))
+    }
+}

@@ -69,6 +69,8 @@ actor ConnectionCore {
     var channelsWithDeliveries: [ChannelRecord] = []
     /// Numbers client-generated consumer tags.
     var nextConsumerNumber = 1
+    /// Whether the warning that TLS verification is off was logged (once per connection).
+    var warnedAboutVerification = false
     /// What the application declared, for recovery to declare again.
     let topology = TopologyRecord()
     /// Counts the C connections this actor has had: work begun on one ignores later ones.
@@ -188,14 +190,27 @@ actor ConnectionCore {
                 try check(amqp_ssl_socket_set_cacert(socket, file), "could not load the CA certificates from \(file)")
             }
             if let certificate = tls.certificateFile, let key = tls.keyFile {
-                try check(
-                    amqp_ssl_socket_set_key(socket, certificate, key),
-                    "could not load the client certificate \(certificate) and key \(key)")
+                // librabbitmq keeps the passphrase's pointer (OpenSSL reads it while loading the
+                // key): it must outlive set_key, and is cleared from the context right after.
+                let status = (tls.keyPassword ?? "").withCString { password in
+                    if tls.keyPassword != nil { amqp_ssl_socket_set_key_passwd(socket, password) }
+                    defer { if tls.keyPassword != nil { amqp_ssl_socket_set_key_passwd(socket, nil) } }
+                    return amqp_ssl_socket_set_key(socket, certificate, key)
+                }
+                try check(status, "could not load the client certificate \(certificate) and key \(key)")
             }
             amqp_ssl_socket_set_verify_peer(socket, tls.verifyPeer ? 1 : 0)
             amqp_ssl_socket_set_verify_hostname(socket, tls.verifyPeer ? 1 : 0)
-            if !tls.verifyPeer {
-                logger.warning("TLS certificate verification is turned off for \(endpoint)")
+            let minimum: amqp_tls_version_t =
+                switch tls.minimumVersion {
+                case .v1_0: AMQP_TLSv1
+                case .v1_1: AMQP_TLSv1_1
+                case .v1_2: AMQP_TLSv1_2
+                }
+            try check(amqp_ssl_socket_set_ssl_versions(socket, minimum, AMQP_TLSvLATEST), "could not set the TLS versions")
+            if !tls.verifyPeer, !warnedAboutVerification {
+                warnedAboutVerification = true
+                logger.warning("TLS certificate verification is turned off", metadata: ["amqp.endpoint": "\(endpoint)"])
             }
         } else {
             socket = amqp_tcp_socket_new(connection)
