@@ -50,6 +50,9 @@ final class MessageLedger: @unchecked Sendable {
     /// The publisher handed over `count` messages so far.
     func recordHandedOver(_ count: Int) { lock.withLock { handedOver = count } }
 
+    /// How many messages the publisher has handed over so far (to the nearest 100).
+    var handedOverCount: Int { lock.withLock { handedOver } }
+
     /// Waits until the publisher has handed over at least `count` messages.
     func waitUntilHandedOver(_ count: Int) async throws {
         while lock.withLock({ handedOver }) < count { try await Task.sleep(for: .milliseconds(5)) }
