@@ -86,6 +86,12 @@ extension AMQPChannel {
         try AMQPValidation.shortString(exchange, "the exchange name")
         try AMQPValidation.shortString(routingKey, "the routing key")
         try properties.validate(frameMax: key.frameMax)
+        let maximum = connection.core.configuration.maximumMessageSize
+        guard body.count <= maximum else {
+            throw AMQPError(
+                .invalidArgument,
+                "the message body has \(body.count) bytes, more than the configured maximum of \(maximum) (maximumMessageSize)")
+        }
         if connection.blockedReason != nil { try await connection.core.waitUntilUnblocked() }
         let confirmMode = try await key.status.reservePublish(requireConfirmMode: requireConfirmMode)
         let confirmation = confirmMode ? PublishConfirmation() : nil

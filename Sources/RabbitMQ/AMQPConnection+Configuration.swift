@@ -91,6 +91,11 @@ extension AMQPConnection {
         public var onBlocked: (@Sendable (String) -> Void)?
         /// Called when the broker unblocks the connection. Runs on the connection's thread.
         public var onUnblocked: (@Sendable () -> Void)?
+        /// The largest message body a publish accepts, in bytes; a larger one fails with
+        /// ``AMQPError/Code/invalidArgument`` before anything is sent. The default is RabbitMQ's
+        /// own default `max_message_size` (128 MiB), beyond which the broker would close the
+        /// channel.
+        public var maximumMessageSize = 134_217_728
         /// Other nodes to connect to (a cluster's): opening and recovery try ``host``:``port``
         /// first, then these in turn.
         public var alternateEndpoints: [Endpoint] = []

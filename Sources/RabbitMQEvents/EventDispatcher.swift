@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import RabbitMQ
 import ServiceLifecycle
 
@@ -96,6 +97,9 @@ public final class EventDispatcher: Service {
     public let configuration: Configuration
     let handlers: EventHandlers
     let logger: Logger
+    /// `rabbitmq_events_handler_duration` (dimension `queue`): how long handlers take,
+    /// successful or not.
+    let handlerDuration: Metrics.Timer
 
     /// Creates a dispatcher; nothing happens until ``run()``.
     public init(
@@ -108,6 +112,8 @@ public final class EventDispatcher: Service {
         var logger = logger
         logger[metadataKey: "amqp.queue"] = .string(configuration.queue)
         self.logger = logger
+        self.handlerDuration = Metrics.Timer(
+            label: "rabbitmq_events_handler_duration", dimensions: [("queue", configuration.queue)])
     }
 
     /// Connects, declares the topology and dispatches until graceful shutdown or cancellation.
@@ -229,6 +235,8 @@ public final class EventDispatcher: Service {
             messageID: delivery.properties.messageID, eventType: type, routingKey: delivery.routingKey,
             redelivered: delivery.redelivered, attempt: attempt, headers: headers, properties: delivery.properties)
         do {
+            let started = ContinuousClock.now
+            defer { handlerDuration.record(duration: started.duration(to: .now)) }
             try await entry.handle(event, context)
         } catch {
             if attempt >= configuration.maxAttempts {

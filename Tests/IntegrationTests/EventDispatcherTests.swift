@@ -107,6 +107,7 @@ struct EventDispatcherTests {
     }
 
     @Test func dispatcherKeepsHandlingAfterItsConnectionIsForceClosed() async throws {
+        let metrics = testMetrics  // bootstrapped before the dispatcher creates its timer
         let configuration = configuration()
         let recorder = Recorder()
         var handlers = EventHandlers()
@@ -128,6 +129,9 @@ struct EventDispatcherTests {
             // The dispatcher's connection recovered on its own and its consumer resumed.
             #expect(try await waitUntil { await handledIDs().count == 40 })
         }
+        // Each handling was timed.
+        let timer = try metrics.expectTimer("rabbitmq_events_handler_duration", [("queue", configuration.queue)])
+        #expect(timer.values.count >= 40)
         #expect(try await counts(configuration) == (0, 0))
         try await cleanUp(configuration)
     }

@@ -5,12 +5,6 @@ import MetricsTestKit
 import RabbitMQ
 import Testing
 
-/// The metrics backend of this test process, bootstrapped once.
-let testMetrics: TestMetrics = {
-    let metrics = TestMetrics()
-    MetricsSystem.bootstrap(metrics)
-    return metrics
-}()
 
 /// Automatic recovery under faults: each scenario counts messages sent, confirmed, consumed,
 /// lost and duplicated, and prints the figures (`FIGURES` lines) for the README.

@@ -72,6 +72,7 @@ extension ConnectionCore {
             return
         }
         if !autoAck { record.status.deliveryOutstanding(content.deliveryTag) }
+        unreportedCounts.delivered += 1
         // Handed over at the end of the loop's turn, with the rest of the batch.
         record.consumers[tag]?.batch.append(content)
         if !record.hasUnflushedDeliveries {
@@ -118,6 +119,8 @@ extension ConnectionCore {
         }
         if status != AMQP_STATUS_OK.rawValue {
             tearDown(connectionLost(status: status, while: "acknowledging"))
+        } else {
+            metrics.acknowledgementsSent(kind)
         }
     }
 

@@ -210,6 +210,7 @@ extension ConnectionCore {
         record.incoming = nil
         switch complete.origin {
         case .get(let waiting):
+            unreportedCounts.delivered += 1
             if !waiting.autoAck { record.status.deliveryOutstanding(complete.content.deliveryTag) }
             waiting.continuation.resume(returning: .getOk(complete.content))
         case .deliver:

@@ -35,6 +35,7 @@ extension ConnectionCore {
             readFrames(limit: 4096)
             for record in channelsWithDeliveries { record.flushDeliveries() }
             channelsWithDeliveries.removeAll(keepingCapacity: true)
+            reportMessageCounts()
         }
         if tickDue {
             nextTick = now + tickInterval

@@ -28,6 +28,7 @@ extension ConnectionCore {
             }
         }
         flushWritten()
+        reportMessageCounts()
     }
 
     /// Writes one message (method, content header and body frames) and settles it: a failure
@@ -71,6 +72,7 @@ extension ConnectionCore {
             tearDown(error)
             return true
         }
+        unreportedCounts.published += 1
         guard let confirms = record.confirms else { return true }
         let returnKey = publish.mandatory
             ? ConfirmTracker.ReturnKey(
@@ -108,6 +110,7 @@ extension ConnectionCore {
             return
         }
         record.status.releasePublishes(settled)
+        (nacked ? metrics.nacked : metrics.confirmed).increment(by: settled)
     }
 
     /// A mandatory message came back: fail its publish if confirm mode tracks it, otherwise
@@ -116,6 +119,7 @@ extension ConnectionCore {
         let key = ConfirmTracker.ReturnKey(
             exchange: content.exchange, routingKey: content.routingKey, bodySize: content.body.count,
             messageID: content.properties.messageID)
+        metrics.returned.increment()
         let error = AMQPError(
             .publishReturned, "the broker could not route the mandatory message to any queue", replyCode: replyCode,
             replyText: replyText)
@@ -130,6 +134,7 @@ extension ConnectionCore {
 
     func connectionBlocked(reason: String) {
         blockedReason = reason
+        blockedSince = clock.now
         status.update { $0.blockedReason = reason }
         logger.debug("connection blocked by the broker", metadata: ["amqp.reason": "\(reason)"])
         status.publish(.blocked(reason: reason))
@@ -137,6 +142,8 @@ extension ConnectionCore {
     }
 
     func connectionUnblocked() {
+        if let blockedSince { metrics.blockedTime.record(duration: blockedSince.duration(to: clock.now)) }
+        blockedSince = nil
         blockedReason = nil
         status.update { $0.blockedReason = nil }
         logger.debug("connection unblocked by the broker")
@@ -154,6 +161,15 @@ extension ConnectionCore {
         while blockedReason == nil, connection != nil, let publish = heldPublishes.popFirst() {
             if performPublish(publish) { publish.key.status.releasePublishes(1) }
         }
+        reportMessageCounts()
+    }
+
+    /// Hands the per-message counts gathered since the last report to the metrics backend: one
+    /// increment per batch rather than per message.
+    func reportMessageCounts() {
+        if unreportedCounts.published > 0 { metrics.published.increment(by: unreportedCounts.published) }
+        if unreportedCounts.delivered > 0 { metrics.delivered.increment(by: unreportedCounts.delivered) }
+        unreportedCounts = (0, 0)
     }
 
 

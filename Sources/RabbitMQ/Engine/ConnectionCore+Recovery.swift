@@ -50,6 +50,8 @@ extension ConnectionCore {
             // The new connection starts unblocked; publishes waiting for that go on (and are
             // held until the recovery ends).
             blockedReason = nil
+            if let blockedSince { metrics.blockedTime.record(duration: blockedSince.duration(to: clock.now)) }
+            blockedSince = nil
             let waiting = blockedPublishers
             blockedPublishers.removeAll()
             for publisher in waiting { publisher.continuation.resume() }

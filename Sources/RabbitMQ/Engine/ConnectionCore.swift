@@ -69,6 +69,11 @@ actor ConnectionCore {
     var channelsWithDeliveries: [ChannelRecord] = []
     /// Numbers client-generated consumer tags.
     var nextConsumerNumber = 1
+    /// Messages published and delivered since the metrics were last told (see
+    /// ``reportMessageCounts()``).
+    var unreportedCounts = (published: 0, delivered: 0)
+    /// When the broker blocked the connection, while it does.
+    var blockedSince: ContinuousClock.Instant?
     /// Whether the warning that TLS verification is off was logged (once per connection).
     var warnedAboutVerification = false
     /// What the application declared, for recovery to declare again.

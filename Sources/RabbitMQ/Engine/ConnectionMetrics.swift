@@ -3,25 +3,63 @@ import Metrics
 /// The connection's swift-metrics instruments, created once per connection (the metrics
 /// backend the application bootstrapped receives them; with none they cost nothing).
 ///
-/// Dimensions: `connection`, the configured connection name, when there is one. Never a host
-/// name with credentials, never a password.
+/// Labels are `rabbitmq_client_*`; the one dimension is `connection`, the configured connection
+/// name, when there is one. Never a host name with credentials, never a password. Per-message
+/// counters are incremented once per batch (a loop turn, a run of commands), not per message.
 struct ConnectionMetrics: Sendable {
-    /// `rabbitmq_client_reconnect_attempts_total`: reconnect attempts, successful or not.
+    /// Messages written to the socket.
+    let published: Counter
+    /// Publishes the broker confirmed (`basic.ack`).
+    let confirmed: Counter
+    /// Publishes the broker refused (`basic.nack`).
+    let nacked: Counter
+    /// Mandatory messages the broker returned as unroutable.
+    let returned: Counter
+    /// Messages delivered to consumers or fetched with `basic.get`.
+    let delivered: Counter
+    /// Deliveries acknowledged (`basic.ack`).
+    let acknowledged: Counter
+    /// Deliveries rejected back into their queue (`nack`/`reject` with requeue).
+    let requeued: Counter
+    /// Deliveries rejected for good (`nack`/`reject` without requeue: dead-lettered or dropped).
+    let rejected: Counter
+    /// How long each `connection.blocked` lasted.
+    let blockedTime: Metrics.Timer
+    /// Reconnect attempts, successful or not.
     let reconnectAttempts: Counter
-    /// `rabbitmq_client_recoveries_total`: recoveries completed.
+    /// Recoveries completed.
     let recoveries: Counter
-    /// `rabbitmq_client_recovery_duration`: from losing the connection to having re-created it.
+    /// From losing the connection to having re-created it.
     let recoveryDuration: Metrics.Timer
 
     init(connectionName: String?) {
         let dimensions = connectionName.map { [("connection", $0)] } ?? []
-        reconnectAttempts = Counter(label: "rabbitmq_client_reconnect_attempts_total", dimensions: dimensions)
-        recoveries = Counter(label: "rabbitmq_client_recoveries_total", dimensions: dimensions)
-        recoveryDuration = Metrics.Timer(label: "rabbitmq_client_recovery_duration", dimensions: dimensions)
+        func counter(_ name: String) -> Counter { Counter(label: "rabbitmq_client_\(name)", dimensions: dimensions) }
+        func timer(_ name: String) -> Metrics.Timer { Metrics.Timer(label: "rabbitmq_client_\(name)", dimensions: dimensions) }
+        published = counter("published_total")
+        confirmed = counter("confirmed_total")
+        nacked = counter("nacked_total")
+        returned = counter("returned_total")
+        delivered = counter("delivered_total")
+        acknowledged = counter("acked_total")
+        requeued = counter("requeued_total")
+        rejected = counter("rejected_total")
+        blockedTime = timer("blocked_duration")
+        reconnectAttempts = counter("reconnect_attempts_total")
+        recoveries = counter("recoveries_total")
+        recoveryDuration = timer("recovery_duration")
     }
 
     func recovered(after duration: Duration) {
         recoveries.increment()
         recoveryDuration.record(duration: duration)
+    }
+
+    /// Counts acknowledgements sent, by kind.
+    func acknowledgementsSent(_ kind: AcknowledgementKind, count: Int = 1) {
+        switch kind {
+        case .ack: acknowledged.increment(by: count)
+        case .nack(let requeue), .reject(let requeue): (requeue ? requeued : rejected).increment(by: count)
+        }
     }
 }
