@@ -53,7 +53,9 @@ extension AMQPChannel {
 
     /// Deletes an exchange (`exchange.delete`).
     ///
-    /// - Parameter ifUnused: Only delete it if it has no bindings (otherwise 406).
+    /// - Parameters:
+    ///   - name: The exchange.
+    ///   - ifUnused: Only delete it if it has no bindings (otherwise 406).
     public func exchangeDelete(_ name: String, ifUnused: Bool = false) async throws {
         try AMQPValidation.shortString(name, "the exchange name")
         _ = try await connection.core.call(

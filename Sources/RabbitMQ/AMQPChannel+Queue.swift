@@ -98,6 +98,7 @@ extension AMQPChannel {
     /// Deletes a queue (`queue.delete`) and returns how many messages it held.
     ///
     /// - Parameters:
+    ///   - name: The queue.
     ///   - ifUnused: Only delete the queue if it has no consumers (otherwise the broker fails
     ///     the call with 406 and closes the channel).
     ///   - ifEmpty: Only delete the queue if it holds no messages (likewise).

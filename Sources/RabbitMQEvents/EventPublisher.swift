@@ -26,8 +26,14 @@ public struct EventPublisher: Sendable {
     /// Opens a channel on `connection` in confirm mode and, unless `declareExchange` is false,
     /// declares `exchange` as a durable topic exchange.
     ///
-    /// - Parameter window: Most events in flight without a confirm (for
-    ///   ``publishWithoutWaiting(_:messageID:headers:)``).
+    /// - Parameters:
+    ///   - connection: The connection to publish on (the publisher opens a channel of its own).
+    ///   - exchange: The topic exchange events go to.
+    ///   - declareExchange: Declare the exchange (durable topic) first.
+    ///   - window: Most events in flight without a confirm (for
+    ///     ``publishWithoutWaiting(_:messageID:headers:)``).
+    ///   - codec: How events become bodies; JSON by default.
+    ///   - appID: Written to each message's `app-id`, if set.
     public init(
         connection: AMQPConnection, exchange: String, declareExchange: Bool = true, window: Int = 1000,
         codec: any EventCodec = JSONEventCodec(), appID: String? = nil
@@ -44,11 +50,12 @@ public struct EventPublisher: Sendable {
     /// Publishes an event and waits for the broker's confirm.
     ///
     /// - Parameters:
+    ///   - event: The event; its type decides the routing key and the `type` property.
     ///   - messageID: The message id; a new UUID by default. Pass a stable one (e.g. derived
     ///     from the order) to let consumers de-duplicate a republished event.
     ///   - headers: Extra headers.
-    /// - Throws: ``AMQPError`` with ``AMQPError/Code/publishNacked`` or
-    ///   ``AMQPError/Code/publishReturned`` (no queue is bound for the routing key), an encoding
+    /// - Throws: `AMQPError` with code `publishNacked` or
+    ///   `publishReturned` (no queue is bound for the routing key), an encoding
     ///   error, or the connection's or channel's close reason.
     public func publish<Event: AMQPEvent>(
         _ event: Event, messageID: String = UUID().uuidString, headers: FieldTable = [:]
