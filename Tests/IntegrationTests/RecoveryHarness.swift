@@ -10,6 +10,8 @@ final class MessageLedger: @unchecked Sendable {
     private var confirmed = Set<Int>()
     private var failed = Set<Int>()
     private var failureReasons: [String: Int] = [:]
+    /// Ids the test published a second time: their duplicates are explained.
+    private var republished = Set<Int>()
     private var deliveries: [Int: Int] = [:]
     /// Deliveries of an id already delivered, and whether each was flagged as redelivered.
     private var duplicates: [(id: Int, redelivered: Bool)] = []
@@ -50,6 +52,9 @@ final class MessageLedger: @unchecked Sendable {
     /// The publisher handed over `count` messages so far.
     func recordHandedOver(_ count: Int) { lock.withLock { handedOver = count } }
 
+    /// The ids whose publish failed.
+    var failedIDs: [Int] { lock.withLock { failed.sorted() } }
+
     /// How many messages the publisher has handed over so far (to the nearest 100).
     var handedOverCount: Int { lock.withLock { handedOver } }
 
@@ -64,8 +69,13 @@ final class MessageLedger: @unchecked Sendable {
     var failedCount: Int { lock.withLock { failed.count } }
     var consumedCount: Int { lock.withLock { deliveries.count } }
     var duplicateCount: Int { lock.withLock { duplicates.count } }
-    /// Duplicates the broker did not flag as redelivered.
-    var unflaggedDuplicates: [Int] { lock.withLock { duplicates.filter { !$0.redelivered }.map(\.id) } }
+    /// Duplicates the broker did not flag as redelivered and the test did not republish.
+    var unflaggedDuplicates: [Int] {
+        lock.withLock { duplicates.filter { !$0.redelivered && !republished.contains($0.id) }.map(\.id) }
+    }
+
+    /// The test publishes `ids` again (a retry): a second copy of them is no surprise.
+    func markRepublished(_ ids: [Int]) { lock.withLock { republished.formUnion(ids) } }
 
     /// Waits (bounded) until every confirmed id was delivered.
     func waitUntilConfirmedConsumed(within limit: Duration) async throws {
@@ -156,6 +166,34 @@ enum FaultLoad {
                 ledger.recordVerdict(id, failure: error)
             }
         }
+    }
+
+    /// What a careful application does with failed publishes: publishes each again, waiting for
+    /// its confirm, retrying every 200 ms until it is confirmed or `limit` passes. Returns how
+    /// many were confirmed in the end.
+    static func retry(
+        _ ids: [Int], to queue: String, on connection: AMQPConnection, ledger: MessageLedger, within limit: Duration
+    ) async throws -> Int {
+        ledger.markRepublished(ids)
+        let channel = try await connection.openChannel()
+        try await channel.confirmSelect()
+        let deadline = ContinuousClock.now + limit
+        var confirmed = 0
+        for id in ids {
+            while ContinuousClock.now < deadline {
+                do {
+                    try await channel.publish(
+                        Array(String(id).utf8), routingKey: queue,
+                        properties: BasicProperties(deliveryMode: .persistent, messageID: String(id)))
+                    ledger.recordVerdict(id)
+                    confirmed += 1
+                    break
+                } catch {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+        }
+        return confirmed
     }
 
     /// Consumes the queue with manual acknowledgements until cancelled, recording every
