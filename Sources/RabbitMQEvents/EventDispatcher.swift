@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import Tracing
 import RabbitMQ
 import ServiceLifecycle
 
@@ -33,6 +34,10 @@ import ServiceLifecycle
 /// redelivers the message and the handler runs again, so handlers should be idempotent (the
 /// message id in ``EventContext`` identifies a redelivered event). ``run()`` throws only when the
 /// connection closes for good.
+///
+/// Observability: each handling is a `consumer` span that continues the trace the publisher
+/// wrote into the message headers (see ``EventPublisher``), and its duration is recorded in the
+/// `rabbitmq_events_handler_duration` timer.
 ///
 /// As a swift-service-lifecycle `Service`: on graceful shutdown it cancels its consumer, lets the
 /// handlers in flight finish and acknowledge within ``Configuration/shutdownDeadline``, then
@@ -237,7 +242,14 @@ public final class EventDispatcher: Service {
         do {
             let started = ContinuousClock.now
             defer { handlerDuration.record(duration: started.duration(to: .now)) }
-            try await entry.handle(event, context)
+            // The handler's span continues the publisher's trace, from the message headers.
+            var trace = ServiceContext.topLevel
+            InstrumentationSystem.instrument.extract(headers, into: &trace, using: TraceContextExtractor())
+            try await withSpan("\(type ?? delivery.routingKey) process", context: trace, ofKind: .consumer) { span in
+                span.attributes["messaging.system"] = "rabbitmq"
+                span.attributes["messaging.message.id"] = delivery.properties.messageID
+                try await entry.handle(event, context)
+            }
         } catch {
             if attempt >= configuration.maxAttempts {
                 await deadLetter(delivery, reason: "retries-exhausted", error: "\(error)", attempts: attempt, deadLetters)

@@ -1,5 +1,6 @@
 import Foundation
 import RabbitMQ
+import Tracing
 
 /// Publishes typed events to an exchange, safely: every event is persistent, `mandatory`, and
 /// confirmed by the broker.
@@ -13,6 +14,10 @@ import RabbitMQ
 /// `message-id` (a UUID unless you pass one), the current `timestamp`, persistent delivery and
 /// the event's routing key. ``publish(_:messageID:headers:)`` returns once the broker confirmed;
 /// an event the broker refuses (nack) or cannot route to any queue (return) is an error.
+///
+/// Tracing: each publish is a `producer` span of the tracer the application bootstrapped
+/// (swift-distributed-tracing), whose context is written into the message headers (with an
+/// OpenTelemetry tracer, W3C `traceparent`); ``EventDispatcher`` continues the trace.
 public struct EventPublisher: Sendable {
     /// The channel the publisher uses (in confirm mode).
     public let channel: AMQPChannel
@@ -69,10 +74,17 @@ public struct EventPublisher: Sendable {
         _ event: Event, messageID: String = UUID().uuidString, headers: FieldTable = [:]
     ) async throws -> PublishConfirmation {
         let body = try codec.encode(event)
-        let properties = BasicProperties(
-            contentType: codec.contentType, headers: headers.isEmpty ? nil : headers, deliveryMode: .persistent,
-            messageID: messageID, timestamp: Date(), type: Event.eventType, appID: appID)
-        return try await channel.publishWithoutWaiting(
-            body, exchange: exchange, routingKey: Event.routingKey, mandatory: true, properties: properties)
+        return try await withSpan("\(Event.routingKey) publish", ofKind: .producer) { span in
+            span.attributes["messaging.system"] = "rabbitmq"
+            span.attributes["messaging.destination.name"] = exchange
+            span.attributes["messaging.message.id"] = messageID
+            var headers = headers
+            InstrumentationSystem.instrument.inject(span.context, into: &headers, using: TraceContextInjector())
+            let properties = BasicProperties(
+                contentType: codec.contentType, headers: headers.isEmpty ? nil : headers, deliveryMode: .persistent,
+                messageID: messageID, timestamp: Date(), type: Event.eventType, appID: appID)
+            return try await channel.publishWithoutWaiting(
+                body, exchange: exchange, routingKey: Event.routingKey, mandatory: true, properties: properties)
+        }
     }
 }

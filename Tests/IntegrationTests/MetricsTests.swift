@@ -72,3 +72,22 @@ struct MetricsTests {
         await connection.close()
     }
 }
+
+@Suite(
+    "Credentials against a real broker",
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+struct CredentialTests {
+    @Test func aFailingLoginLogsAndThrowsNoPassword() async throws {
+        let logs = CapturedLogs.Storage()
+        var configuration = try TestBroker.configuration()
+        configuration.password = "never-Logged-7f3a"
+        let error = await #expect(throws: AMQPError.self) {
+            try await AMQPConnection.open(configuration, logger: CapturedLogs.logger(logs))
+        }
+        #expect(error?.code == .accessRefused)
+        #expect(!logs.all.isEmpty, "the failing connection logged at trace/debug level")
+        let everything = logs.all.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n")
+            + "\(String(describing: error))" + (error.map { String(reflecting: $0) } ?? "")
+        #expect(!everything.contains("never-Logged-7f3a"))
+    }
+}
