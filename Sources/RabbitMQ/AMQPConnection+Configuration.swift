@@ -118,7 +118,8 @@ extension AMQPConnection {
         /// - Query parameters: `heartbeat` (seconds), `frame_max` (bytes), `channel_max`,
         ///   `connection_timeout` (milliseconds), `auth_mechanism` (`plain` or `external`), and for
         ///   `amqps`: `cacertfile`, `certfile`, `keyfile`, `verify` (`verify_peer` or
-        ///   `verify_none`).
+        ///   `verify_none`), `server_name_indication` (must name the host: librabbitmq sends the
+        ///   host as the TLS server name).
         ///
         /// - Throws: ``AMQPError`` with code ``AMQPError/Code/invalidArgument`` naming the part of
         ///   the URI that is wrong. The password never appears in the error.

@@ -6,7 +6,7 @@ enum AMQPURIParser {
 
     static let knownParameters = [
         "heartbeat", "frame_max", "channel_max", "connection_timeout", "auth_mechanism",
-        "cacertfile", "certfile", "keyfile", "verify",
+        "cacertfile", "certfile", "keyfile", "verify", "server_name_indication",
     ]
 
     static func parse(_ uri: String) throws -> Configuration {
@@ -150,6 +150,13 @@ enum AMQPURIParser {
             case "cacertfile": configuration.tls?.caCertificateFile = value
             case "certfile": configuration.tls?.certificateFile = value
             case "keyfile": configuration.tls?.keyFile = value
+            case "server_name_indication":
+                // librabbitmq 0.11 always sends the host connected to as SNI and offers no way to
+                // send another name: accept the parameter only when it says the same.
+                guard value.lowercased() == configuration.host.lowercased() else {
+                    throw invalid(
+                        "server_name_indication '\(value)' differs from the host; librabbitmq sends the host as the TLS server name, so connect to that name instead")
+                }
             default:  // verify
                 switch value {
                 case "verify_peer": configuration.tls?.verifyPeer = true

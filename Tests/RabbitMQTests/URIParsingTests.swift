@@ -158,3 +158,17 @@ struct CredentialRedactionTests {
         #expect(configuration.description.contains("amqps://app:***@broker.example:5671/prod"))
     }
 }
+
+@Suite("TLS server name")
+struct ServerNameIndicationTests {
+    @Test func serverNameMustBeTheHost() throws {
+        let same = try AMQPConnection.Configuration(url: "amqps://broker.example?server_name_indication=Broker.Example")
+        #expect(same.host == "broker.example")
+        let error = #expect(throws: AMQPError.self) {
+            try AMQPConnection.Configuration(url: "amqps://10.0.0.5?server_name_indication=broker.example")
+        }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.message.contains("server_name_indication") == true)
+        #expect(throws: AMQPError.self) { try AMQPConnection.Configuration(url: "amqp://h?server_name_indication=h") }
+    }
+}
