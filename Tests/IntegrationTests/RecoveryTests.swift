@@ -219,6 +219,28 @@ struct RecoveryTests {
         await connection.close()
     }
 
+    @Test func recoveryGivesUpAfterItsAttemptsAndSaysWhy() async throws {
+        var configuration = try TestBroker.configuration()
+        let proxy = try TCPProxy(targetPort: configuration.port)
+        defer { proxy.stop() }
+        configuration.host = "127.0.0.1"
+        configuration.port = proxy.port
+        configuration.recovery.maximumAttempts = 3
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        proxy.cut()  // and every reconnect is cut at once
+        let closed = try await events.waitFor(within: .seconds(30)) {
+            if case .closed = $0 { true } else { false }
+        }
+        #expect(closed)
+        #expect(events.count { if case .recovering = $0 { true } else { false } } == 3)
+        #expect(connection.closeReason?.code == .recoveryFailed)
+        #expect(!connection.isOpen && !connection.isRecovering)
+        let later = await #expect(throws: AMQPError.self) { try await channel.queueDeclare("", exclusive: true) }
+        #expect(later?.code == .recoveryFailed)
+    }
+
     @Test func deliveryFromBeforeARecoveryCannotBeAcknowledged() async throws {
         let configuration = try TestBroker.configuration()
         let connection = try await AMQPConnection.open(configuration)

@@ -502,6 +502,7 @@ actor ConnectionCore {
     func shutDown(_ error: AMQPError) {
         if case .closed = phase { return }
         phase = .closed
+        generation += 1  // a recovery in progress stops
         if closeReason == nil { closeReason = error }
         let reason = closeReason ?? error
         status.update {
