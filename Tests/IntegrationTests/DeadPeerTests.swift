@@ -9,10 +9,7 @@ import Testing
     .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
 struct DeadPeerTests {
     private func connectThroughProxy(heartbeat: UInt16) async throws -> (AMQPConnection, TCPProxy) {
-        var configuration = try TestBroker.configuration(heartbeat: heartbeat)
-        let proxy = try TCPProxy(targetPort: configuration.port)
-        configuration.host = "127.0.0.1"
-        configuration.port = proxy.port
+        var (configuration, proxy) = try TestBroker.configurationThroughProxy(heartbeat: heartbeat)
         configuration.recovery = .disabled
         return (try await AMQPConnection.open(configuration), proxy)
     }

@@ -84,23 +84,9 @@ final class FakeBroker: @unchecked Sendable {
     /// Listens and serves every accepted connection with `script` on a thread of its own; the
     /// connection is closed when the script returns.
     init(_ script: @escaping @Sendable (Session) -> Void) throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let listening = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(listener, pointer, length) == 0 && listen(listener, 16) == 0
-                    && getsockname(listener, pointer, &length) == 0
-            }
-        }
-        guard listening else {
-            close(listener)
-            throw TestBroker.CtlError(message: "the fake broker could not listen")
-        }
+        let (listener, port) = try TCPProbe.listenOnLoopback()
         self.listener = listener
-        port = Int(UInt16(bigEndian: address.sin_port))
+        self.port = port
         Thread.detachNewThread { [self] in
             defer { close(listener) }
             while !lock.withLock({ stopped }) {

@@ -144,11 +144,8 @@ struct RecoveryTests {
     }
 
     @Test func stalledSocketIsDetectedByHeartbeatsAndRecovered() async throws {
-        var configuration = try TestBroker.configuration(heartbeat: 1)
-        let proxy = try TCPProxy(targetPort: configuration.port)
+        let (configuration, proxy) = try TestBroker.configurationThroughProxy(heartbeat: 1)
         defer { proxy.stop() }
-        configuration.host = "127.0.0.1"
-        configuration.port = proxy.port
         let connection = try await AMQPConnection.open(configuration)
         let events = EventLog(connection)
         let channel = try await connection.openChannel()
@@ -181,11 +178,8 @@ struct RecoveryTests {
     }
 
     @Test func connectionCutWhileRecoveringStillRecovers() async throws {
-        var configuration = try TestBroker.configuration()
-        let proxy = try TCPProxy(targetPort: configuration.port)
+        let (configuration, proxy) = try TestBroker.configurationThroughProxy()
         defer { proxy.stop() }
-        configuration.host = "127.0.0.1"
-        configuration.port = proxy.port
         let connection = try await AMQPConnection.open(configuration)
         let events = EventLog(connection)
         let channel = try await connection.openChannel()
@@ -220,11 +214,8 @@ struct RecoveryTests {
     }
 
     @Test func recoveryGivesUpAfterItsAttemptsAndSaysWhy() async throws {
-        var configuration = try TestBroker.configuration()
-        let proxy = try TCPProxy(targetPort: configuration.port)
+        var (configuration, proxy) = try TestBroker.configurationThroughProxy()
         defer { proxy.stop() }
-        configuration.host = "127.0.0.1"
-        configuration.port = proxy.port
         configuration.recovery.maximumAttempts = 3
         let connection = try await AMQPConnection.open(configuration)
         let events = EventLog(connection)
@@ -319,11 +310,8 @@ struct RecoveryTests {
     }
 
     @Test func closingAChannelWhileRecoveringClosesItAfterwards() async throws {
-        var configuration = try TestBroker.configuration()
-        let proxy = try TCPProxy(targetPort: configuration.port)
+        let (configuration, proxy) = try TestBroker.configurationThroughProxy()
         defer { proxy.stop() }
-        configuration.host = "127.0.0.1"
-        configuration.port = proxy.port
         let connection = try await AMQPConnection.open(configuration)
         let events = EventLog(connection)
         let channel = try await connection.openChannel()

@@ -1,4 +1,5 @@
 import Foundation
+import RabbitMQ
 
 #if canImport(Glibc)
 import Glibc
@@ -23,25 +24,7 @@ final class TCPProxy: @unchecked Sendable {
 
     init(targetPort: Int) throws {
         self.targetPort = targetPort
-        // Close-on-exec: a broker another test spawns meanwhile must not inherit the sockets,
-        // or closing them here would not end the TCP connections.
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var reuse: Int32 = 1
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-        var address = Self.loopback(port: 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let listening = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(listener, pointer, length) == 0 && listen(listener, 16) == 0
-                    && getsockname(listener, pointer, &length) == 0
-            }
-        }
-        guard listening else {
-            close(listener)
-            throw TestBroker.CtlError(message: "the proxy could not listen")
-        }
-        self.listener = listener
-        port = Int(UInt16(bigEndian: address.sin_port))
+        (listener, port) = try TCPProbe.listenOnLoopback()
         startThread { [self] in acceptLoop() }
     }
 
@@ -139,5 +122,19 @@ final class TCPProxy: @unchecked Sendable {
 
     private func startThread(_ body: @escaping @Sendable () -> Void) {
         Thread.detachNewThread(body)
+    }
+}
+
+extension TestBroker {
+    /// A configuration for the shared broker that reaches it through a new proxy the test
+    /// controls (stop the proxy when done).
+    static func configurationThroughProxy(
+        _ name: String = #function, heartbeat: UInt16 = 60
+    ) throws -> (AMQPConnection.Configuration, TCPProxy) {
+        var configuration = try configuration(name, heartbeat: heartbeat)
+        let proxy = try TCPProxy(targetPort: configuration.port)
+        configuration.host = "127.0.0.1"
+        configuration.port = proxy.port
+        return (configuration, proxy)
     }
 }
