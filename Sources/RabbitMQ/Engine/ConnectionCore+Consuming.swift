@@ -120,7 +120,7 @@ extension ConnectionCore {
         if status != AMQP_STATUS_OK.rawValue {
             tearDown(connectionLost(status: status, while: "acknowledging"))
         } else {
-            metrics.acknowledgementsSent(kind)
+            unreportedCounts.acknowledgementSent(kind)
         }
     }
 

@@ -167,9 +167,8 @@ extension ConnectionCore {
     /// Hands the per-message counts gathered since the last report to the metrics backend: one
     /// increment per batch rather than per message.
     func reportMessageCounts() {
-        if unreportedCounts.published > 0 { metrics.published.increment(by: unreportedCounts.published) }
-        if unreportedCounts.delivered > 0 { metrics.delivered.increment(by: unreportedCounts.delivered) }
-        unreportedCounts = (0, 0)
+        metrics.report(unreportedCounts)
+        unreportedCounts = ConnectionMetrics.UnreportedCounts()
     }
 
 

@@ -69,9 +69,9 @@ actor ConnectionCore {
     var channelsWithDeliveries: [ChannelRecord] = []
     /// Numbers client-generated consumer tags.
     var nextConsumerNumber = 1
-    /// Messages published and delivered since the metrics were last told (see
+    /// Messages published, delivered and acknowledged since the metrics were last told (see
     /// ``reportMessageCounts()``).
-    var unreportedCounts = (published: 0, delivered: 0)
+    var unreportedCounts = ConnectionMetrics.UnreportedCounts()
     /// When the broker blocked the connection, while it does.
     var blockedSince: ContinuousClock.Instant?
     /// Whether the warning that TLS verification is off was logged (once per connection).

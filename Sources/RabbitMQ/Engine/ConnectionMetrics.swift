@@ -50,16 +50,37 @@ struct ConnectionMetrics: Sendable {
         recoveryDuration = timer("recovery_duration")
     }
 
+    /// Per-message events gathered on the connection thread between two reports.
+    struct UnreportedCounts {
+        var published = 0
+        var delivered = 0
+        var acknowledged = 0
+        var requeued = 0
+        var rejected = 0
+
+        /// Counts an acknowledgement sent, by kind.
+        mutating func acknowledgementSent(_ kind: AcknowledgementKind) {
+            switch kind {
+            case .ack: acknowledged += 1
+            case .nack(let requeue), .reject(let requeue):
+                if requeue { requeued += 1 } else { rejected += 1 }
+            }
+        }
+    }
+
+    /// Hands a batch of counts to the backend: one increment per counter that moved.
+    func report(_ counts: UnreportedCounts) {
+        func add(_ count: Int, to counter: Counter) { if count > 0 { counter.increment(by: count) } }
+        add(counts.published, to: published)
+        add(counts.delivered, to: delivered)
+        add(counts.acknowledged, to: acknowledged)
+        add(counts.requeued, to: requeued)
+        add(counts.rejected, to: rejected)
+    }
+
     func recovered(after duration: Duration) {
         recoveries.increment()
         recoveryDuration.record(duration: duration)
     }
 
-    /// Counts acknowledgements sent, by kind.
-    func acknowledgementsSent(_ kind: AcknowledgementKind, count: Int = 1) {
-        switch kind {
-        case .ack: acknowledged.increment(by: count)
-        case .nack(let requeue), .reject(let requeue): (requeue ? requeued : rejected).increment(by: count)
-        }
-    }
 }
