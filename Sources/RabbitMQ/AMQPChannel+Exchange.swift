@@ -90,11 +90,7 @@ extension AMQPChannel {
         _ = try await connection.core.call(
             on: key, AMQP_EXCHANGE_UNBIND_METHOD, expecting: [AMQP_EXCHANGE_UNBIND_OK_METHOD],
             recording: .exchangeUnbound(binding)
-        ) { arena in
-            amqp_exchange_unbind_t(
-                ticket: 0, destination: arena.bytes(destination), source: arena.bytes(source),
-                routing_key: arena.bytes(routingKey), nowait: 0, arguments: try arena.table(arguments))
-        }
+        ) { arena in try binding.exchangeUnbindMethod(arena) }
     }
 
     func validateBinding(_ destination: String, _ source: String, _ routingKey: String) throws {

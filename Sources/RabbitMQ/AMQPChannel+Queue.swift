@@ -74,11 +74,7 @@ extension AMQPChannel {
         _ = try await connection.core.call(
             on: key, AMQP_QUEUE_UNBIND_METHOD, expecting: [AMQP_QUEUE_UNBIND_OK_METHOD],
             recording: .queueUnbound(binding)
-        ) { arena in
-            amqp_queue_unbind_t(
-                ticket: 0, queue: arena.bytes(queue), exchange: arena.bytes(exchange),
-                routing_key: arena.bytes(routingKey), arguments: try arena.table(arguments))
-        }
+        ) { arena in try binding.queueUnbindMethod(arena) }
     }
 
     /// Removes every ready message from a queue (`queue.purge`) and returns how many there were.

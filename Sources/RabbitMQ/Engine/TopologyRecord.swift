@@ -52,8 +52,20 @@ struct RecordedBinding: Hashable, Sendable {
             routing_key: arena.bytes(routingKey), nowait: 0, arguments: try arena.table(arguments))
     }
 
+    func queueUnbindMethod(_ arena: CArena) throws -> amqp_queue_unbind_t {
+        amqp_queue_unbind_t(
+            ticket: 0, queue: arena.bytes(destination), exchange: arena.bytes(source),
+            routing_key: arena.bytes(routingKey), arguments: try arena.table(arguments))
+    }
+
     func exchangeBindMethod(_ arena: CArena) throws -> amqp_exchange_bind_t {
         amqp_exchange_bind_t(
+            ticket: 0, destination: arena.bytes(destination), source: arena.bytes(source),
+            routing_key: arena.bytes(routingKey), nowait: 0, arguments: try arena.table(arguments))
+    }
+
+    func exchangeUnbindMethod(_ arena: CArena) throws -> amqp_exchange_unbind_t {
+        amqp_exchange_unbind_t(
             ticket: 0, destination: arena.bytes(destination), source: arena.bytes(source),
             routing_key: arena.bytes(routingKey), nowait: 0, arguments: try arena.table(arguments))
     }
