@@ -13,7 +13,11 @@ enum ConnectionCommand: Sendable {
 }
 
 /// One message to publish, with the room it reserved and the confirmation to settle.
-struct PublishCommand: Sendable {
+///
+/// A class: the command is handed through the executor's queue into a batch and, in confirm
+/// mode, kept until the broker's verdict; one reference is cheaper to pass on than a copy of
+/// every field.
+final class PublishCommand: Sendable {
     let key: ChannelKey
     let exchange: String
     let routingKey: String
@@ -22,4 +26,17 @@ struct PublishCommand: Sendable {
     let body: [UInt8]
     /// Present when the caller published in confirm mode.
     let confirmation: PublishConfirmation?
+
+    init(
+        key: ChannelKey, exchange: String, routingKey: String, mandatory: Bool, properties: BasicProperties,
+        body: [UInt8], confirmation: PublishConfirmation?
+    ) {
+        self.key = key
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.mandatory = mandatory
+        self.properties = properties
+        self.body = body
+        self.confirmation = confirmation
+    }
 }

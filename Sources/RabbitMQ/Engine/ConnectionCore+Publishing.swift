@@ -4,7 +4,7 @@ internal import CRabbitMQ
 /// control.
 extension ConnectionCore {
     /// Runs a batch of commands handed over by callers, in order.
-    func perform(_ commands: [ConnectionCommand]) {
+    func perform(_ commands: CommandBatch) {
         // Room freed by written publishes is released once per run of one channel's publishes.
         var written: (status: ChannelStatus, count: Int)?
         func flushWritten() {

@@ -31,6 +31,8 @@ final class ConnectionExecutor: SerialExecutor {
 
     private struct State {
         var jobs: Deque<Work> = []
+        /// An empty queue whose buffer the next ``runQueuedJobs(perform:)`` swaps in.
+        var spare: Deque<Work> = []
         /// The loop is in (or entering) `poll()` and must be woken for new jobs.
         var sleeping = false
         /// The owner thread asked to stop once its connection is torn down.
@@ -125,28 +127,34 @@ final class ConnectionExecutor: SerialExecutor {
     /// for the next turn, so frames are read between). Consecutive commands go to `perform` as
     /// one batch. Returns how many items ran.
     @discardableResult
-    func runQueuedJobs(perform: ([ConnectionCommand]) -> Void = { _ in }) -> Int {
-        let work = state.withLock { state in
-            let work = state.jobs
-            state.jobs.removeAll(keepingCapacity: true)
-            return work
+    func runQueuedJobs(perform: (CommandBatch) -> Void = { _ in }) -> Int {
+        // The queue is swapped with an empty spare rather than copied: the buffers are reused
+        // turn after turn and no element is copied or retained on the way.
+        var work = state.withLock { state in
+            var taken = Deque<Work>()
+            swap(&taken, &state.spare)
+            swap(&taken, &state.jobs)
+            return taken
         }
         let executor = asUnownedSerialExecutor()
-        var batch: [ConnectionCommand] = []
-        for item in work {
-            switch item {
-            case .command(let command):
-                batch.append(command)
+        var batchStart: Int?
+        for index in work.indices {
+            switch work[index] {
+            case .command:
+                if batchStart == nil { batchStart = index }
             case .job(let job):
-                if !batch.isEmpty {
-                    perform(batch)
-                    batch.removeAll(keepingCapacity: true)
+                if let start = batchStart {
+                    perform(CommandBatch(work: work[start..<index]))
+                    batchStart = nil
                 }
                 job.runSynchronously(on: executor)
             }
         }
-        if !batch.isEmpty { perform(batch) }
-        return work.count
+        if let start = batchStart { perform(CommandBatch(work: work[start..<work.endIndex])) }
+        let count = work.count
+        work.removeAll(keepingCapacity: true)
+        state.withLock { swap(&$0.spare, &work) }
+        return count
     }
 
     /// Whether jobs are waiting, and whether the owner was asked to stop.
@@ -198,7 +206,7 @@ final class ConnectionExecutor: SerialExecutor {
     }
 
     /// What a drainer does with commands that arrive after the connection is gone: fail them.
-    private func drainedCommands(_ commands: [ConnectionCommand]) {
+    private func drainedCommands(_ commands: CommandBatch) {
         for command in commands { command.abandon() }
     }
 
@@ -210,8 +218,11 @@ final class ConnectionExecutor: SerialExecutor {
     }
 
     private func drainWakeups() {
-        var buffer = [UInt8](repeating: 0, count: 64)
-        while read(wakeReadFD, &buffer, buffer.count) > 0 {}
+        // Producers write at most one byte per sleep, so one read almost always empties the
+        // pipe; read again only after a full buffer (saves a failing read per wake-up).
+        var buffer: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        let size = MemoryLayout.size(ofValue: buffer)
+        while withUnsafeMutableBytes(of: &buffer, { read(wakeReadFD, $0.baseAddress, size) }) == size {}
     }
 
     private func startDrainer() {
@@ -229,6 +240,24 @@ final class ConnectionExecutor: SerialExecutor {
                 guard more else { return }
                 runQueuedJobs(perform: drainedCommands)
             }
+        }
+    }
+}
+
+/// A run of consecutive commands from the executor's queue, read in place (not copied out).
+struct CommandBatch: Sequence {
+    let work: Slice<Deque<ConnectionExecutor.Work>>
+
+    func makeIterator() -> Iterator { Iterator(base: work.makeIterator()) }
+
+    struct Iterator: IteratorProtocol {
+        var base: Slice<Deque<ConnectionExecutor.Work>>.Iterator
+
+        mutating func next() -> ConnectionCommand? {
+            while let item = base.next() {
+                if case .command(let command) = item { return command }
+            }
+            return nil
         }
     }
 }

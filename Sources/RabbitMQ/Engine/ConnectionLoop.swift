@@ -5,7 +5,7 @@ enum ConnectionLoop {
         startThread(name: name) {
             let executor = core.executor
             executor.becomeOwner()
-            let perform = { (commands: [ConnectionCommand]) in core.assumeIsolated { $0.perform(commands) } }
+            let perform = { (commands: CommandBatch) in core.assumeIsolated { $0.perform(commands) } }
             while true {
                 executor.runQueuedJobs(perform: perform)
                 let pending = executor.pending
