@@ -3,11 +3,12 @@
 enum AMQPValidation {
     /// AMQP short strings (exchange, queue and consumer names, routing keys, most properties)
     /// hold at most 255 bytes.
-    static func shortString(_ value: String, _ what: String) throws {
+    /// `what` names the value in the error; it is only built when the check fails.
+    static func shortString(_ value: String, _ what: @autoclosure () -> String) throws {
         let length = value.utf8.count
         guard length <= 255 else {
             throw AMQPError(
-                .invalidArgument, "\(what) '\(value.prefix(40))…' is \(length) bytes long; AMQP allows at most 255")
+                .invalidArgument, "\(what()) '\(value.prefix(40))…' is \(length) bytes long; AMQP allows at most 255")
         }
     }
 }

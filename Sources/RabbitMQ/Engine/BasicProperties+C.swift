@@ -70,16 +70,23 @@ extension BasicProperties {
     /// wire (the broker then closes the whole connection): short strings over 255 bytes and a
     /// content header larger than one frame.
     func validate(frameMax: UInt32) throws {
-        let strings: [(String?, String)] = [
-            (contentType, "contentType"), (contentEncoding, "contentEncoding"), (correlationID, "correlationID"),
-            (replyTo, "replyTo"), (expiration, "expiration"), (messageID, "messageID"), (type, "type"),
-            (userID, "userID"), (appID, "appID"), (clusterID, "clusterID"),
-        ]
         var size = 14  // class id, weight, body size, property flags
-        for case (let value?, let name) in strings {
+        // Field by field rather than through an array: this runs for every publish.
+        func add(_ value: String?, _ name: StaticString) throws {
+            guard let value else { return }
             try AMQPValidation.shortString(value, "the \(name) property")
             size += 1 + value.utf8.count
         }
+        try add(contentType, "contentType")
+        try add(contentEncoding, "contentEncoding")
+        try add(correlationID, "correlationID")
+        try add(replyTo, "replyTo")
+        try add(expiration, "expiration")
+        try add(messageID, "messageID")
+        try add(type, "type")
+        try add(userID, "userID")
+        try add(appID, "appID")
+        try add(clusterID, "clusterID")
         if let headers { size += AMQPValidation.encodedSize(of: headers) }
         size += (deliveryMode == nil ? 0 : 1) + (priority == nil ? 0 : 1) + (timestamp == nil ? 0 : 8)
         // A frame carries 8 bytes of framing around its payload.
