@@ -22,8 +22,9 @@ final class ChannelRecord {
     }
 
     /// A consumer's end of its delivery sequence, and what it was started with (to start it
-    /// again after a recovery).
-    struct Consumer {
+    /// again after a recovery). A class: a delivery appends to the batch through the one
+    /// reference the dictionary holds, without a lookup to write it back.
+    final class Consumer {
         /// Deliveries go to the sequence in batches, one per turn of the loop: one hand-over
         /// (and at most one wake-up of the consuming task) for many messages.
         let continuation: AsyncThrowingStream<[DeliveryContent], any Error>.Continuation
@@ -37,11 +38,25 @@ final class ChannelRecord {
         /// Deliveries of this turn, not yet handed over.
         var batch: [DeliveryContent] = []
 
+        init(
+            continuation: AsyncThrowingStream<[DeliveryContent], any Error>.Continuation, autoAck: Bool, queue: String,
+            exclusive: Bool, arguments: FieldTable
+        ) {
+            self.continuation = continuation
+            self.autoAck = autoAck
+            self.queue = queue
+            self.exclusive = exclusive
+            self.arguments = arguments
+        }
+
         /// Hands the batch over.
-        mutating func flush() {
+        func flush() {
             guard !batch.isEmpty else { return }
+            let count = batch.count
             continuation.yield(batch)
-            batch.removeAll()
+            // The yielded array is the consumer's now; start the next one about as large.
+            batch = []
+            batch.reserveCapacity(min(count, 64))
         }
     }
 
@@ -82,7 +97,7 @@ final class ChannelRecord {
     func flushDeliveries() {
         guard hasUnflushedDeliveries else { return }
         hasUnflushedDeliveries = false
-        for tag in Array(consumers.keys) { consumers[tag]?.flush() }
+        for consumer in consumers.values { consumer.flush() }
     }
 
     var isUsable: Bool {
@@ -106,7 +121,7 @@ final class ChannelRecord {
             reply.continuation.resume(throwing: error)
             error = rest
         }
-        for var consumer in consumers.values {
+        for consumer in consumers.values {
             consumer.flush()  // what arrived before the end is still delivered
             if consumersEndNormally { consumer.continuation.finish() } else { consumer.continuation.finish(throwing: rest) }
         }

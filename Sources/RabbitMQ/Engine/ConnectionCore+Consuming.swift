@@ -42,11 +42,10 @@ extension ConnectionCore {
     /// Cancels a consumer (`basic.cancel`); its sequence ends when `cancel-ok` arrives. Nothing
     /// happens for an unknown tag or a closed channel.
     func cancelConsumer(on key: ChannelKey, tag: String) async {
-        guard let record = try? await usableRecord(key), var consumer = record.consumers[tag], !consumer.cancelling else {
+        guard let record = try? await usableRecord(key), let consumer = record.consumers[tag], !consumer.cancelling else {
             return
         }
         consumer.cancelling = true
-        record.consumers[tag] = consumer
         _ = try? await send(on: record, AMQP_BASIC_CANCEL_METHOD, expecting: [AMQP_BASIC_CANCEL_OK_METHOD]) { arena in
             amqp_basic_cancel_t(consumer_tag: arena.bytes(tag), nowait: 0)
         }
@@ -55,26 +54,24 @@ extension ConnectionCore {
     /// Hands a complete delivery to its consumer.
     func deliver(_ content: DeliveryContent, on record: ChannelRecord) {
         let tag = content.consumerTag ?? ""
-        // Only the flags: a copy of the consumer would share its batch and make every append
-        // copy the whole batch.
-        guard let (autoAck, cancelling) = record.consumers[tag].map({ ($0.autoAck, $0.cancelling) }) else {
+        guard let consumer = record.consumers[tag] else {
             // Cannot happen with a well-behaved broker (deliveries stop at cancel-ok); if it
             // does, the channel's close will requeue it.
             logger.debug("delivery for an unknown consumer", metadata: ["amqp.consumer": "\(tag)"])
             return
         }
-        if cancelling {
+        if consumer.cancelling {
             // In flight when basic.cancel was sent: give it back rather than to nobody.
-            if !autoAck, let connection {
+            if !consumer.autoAck, let connection {
                 let status = amqp_basic_reject(connection, record.number, content.deliveryTag, 1)
                 if status != AMQP_STATUS_OK.rawValue { tearDown(connectionLost(status: status, while: "rejecting")) }
             }
             return
         }
-        if !autoAck { record.status.deliveryOutstanding(content.deliveryTag) }
+        if !consumer.autoAck { record.status.deliveryOutstanding(content.deliveryTag) }
         unreportedCounts.delivered += 1
         // Handed over at the end of the loop's turn, with the rest of the batch.
-        record.consumers[tag]?.batch.append(content)
+        consumer.batch.append(content)
         if !record.hasUnflushedDeliveries {
             record.hasUnflushedDeliveries = true
             channelsWithDeliveries.append(record)
@@ -84,7 +81,7 @@ extension ConnectionCore {
     /// `basic.cancel` from the broker: the queue was deleted, or similar. The sequence ends with
     /// the reason; the broker expects `cancel-ok` unless it said `nowait`.
     func consumerCancelledByBroker(_ record: ChannelRecord, tag: String, replyExpected: Bool) {
-        var consumer = record.consumers.removeValue(forKey: tag)
+        let consumer = record.consumers.removeValue(forKey: tag)
         consumer?.flush()
         consumer?.continuation.finish(
             throwing: AMQPError(

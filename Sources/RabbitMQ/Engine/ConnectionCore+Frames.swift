@@ -153,7 +153,7 @@ extension ConnectionCore {
         case AMQP_BASIC_CANCEL_OK_METHOD:
             // Ends the sequence here, in frame order: no delivery for it can follow.
             let ok = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_ok_t.self).pointee
-            var consumer = record.consumers.removeValue(forKey: String(copying: ok.consumer_tag))
+            let consumer = record.consumers.removeValue(forKey: String(copying: ok.consumer_tag))
             consumer?.flush()
             consumer?.continuation.finish()
             if let queue = consumer?.queue { forgetIfAutoDeleted(queue) }
@@ -182,7 +182,9 @@ extension ConnectionCore {
         }
         if case .closing = phase { return }
         if case .draining = record.phase { return }
-        guard let incoming = record.incoming else {
+        // Taken out of the record while it grows, so the body is appended in place rather
+        // than copied; put back until the last frame is in.
+        guard var incoming = record.incoming.take() else {
             protocolViolation("the broker sent content on channel \(frame.channel) without a method announcing it")
             return
         }
@@ -192,22 +194,24 @@ extension ConnectionCore {
                 protocolViolation("the broker sent an unexpected content header on channel \(frame.channel)")
                 return
             }
-            record.incoming?.headerReceived = true
-            record.incoming?.content.properties = BasicProperties(
+            incoming.headerReceived = true
+            incoming.content.properties = BasicProperties(
                 copying: header.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
-            record.incoming?.bodySize = Int(header.body_size)
-            record.incoming?.content.body.reserveCapacity(Int(header.body_size))
+            incoming.bodySize = Int(header.body_size)
+            incoming.content.body.reserveCapacity(Int(header.body_size))
         } else {
             let fragment = UnsafeRawBufferPointer(frame.payload.body_fragment)
             guard incoming.headerReceived, incoming.content.body.count + fragment.count <= incoming.bodySize else {
                 protocolViolation("the broker sent an unexpected body frame on channel \(frame.channel)")
                 return
             }
-            record.incoming?.content.body.append(contentsOf: fragment)
+            incoming.content.body.append(contentsOf: fragment)
         }
-        guard let complete = record.incoming, complete.headerReceived, complete.content.body.count == complete.bodySize
-        else { return }
-        record.incoming = nil
+        guard incoming.headerReceived, incoming.content.body.count == incoming.bodySize else {
+            record.incoming = incoming
+            return
+        }
+        let complete = incoming
         switch complete.origin {
         case .get(let waiting):
             unreportedCounts.delivered += 1

@@ -60,6 +60,9 @@ extension ConnectionCore {
     func readFrames(limit: Int) {
         var frame = amqp_frame_t()
         var noWait = timeval(tv_sec: 0, tv_usec: 0)
+        // The clock is read once per batch of frames, not per frame.
+        var framesRead = false
+        defer { if framesRead { lastInbound = clock.now } }
         for _ in 0..<limit {
             guard let connection else { return }
             let status = amqp_simple_wait_frame_noblock(connection, &frame, &noWait)
@@ -68,7 +71,7 @@ extension ConnectionCore {
                 tearDown(connectionLost(status: status, while: "reading"))
                 return
             }
-            lastInbound = clock.now
+            framesRead = true
             handle(frame)
         }
     }

@@ -287,9 +287,7 @@ extension ConnectionCore {
     private func renameQueue(from old: String, to new: String) {
         topology.renameQueue(from: old, to: new)
         for record in channels.values {
-            for tag in Array(record.consumers.keys) where record.consumers[tag]?.queue == old {
-                record.consumers[tag]?.queue = new
-            }
+            for consumer in record.consumers.values where consumer.queue == old { consumer.queue = new }
         }
         logger.info("server-named queue renamed by recovery", metadata: ["amqp.queue": "\(old)", "amqp.new_queue": "\(new)"])
         status.publish(.queueRenamed(from: old, to: new))
