@@ -8,28 +8,37 @@ import Darwin
 ///
 /// Not `Synchronization.Mutex`: on Linux that is a futex the thread sanitizer cannot see, so it
 /// reports every access the mutex protects as a race, which would hide real ones.
-final class Locked<Value> {
-    private var value: Value
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-
-    init(_ value: Value) {
-        self.value = value
-        pthread_mutex_init(mutex, nil)
+///
+/// The value and the mutex live in one allocation (a `ManagedBuffer` whose header is the value
+/// and whose single element is the mutex, at a stable address): some are created per message.
+struct Locked<Value> {
+    private final class Storage: ManagedBuffer<Value, pthread_mutex_t> {
+        deinit {
+            _ = withUnsafeMutablePointerToElements { mutex in pthread_mutex_destroy(mutex) }
+        }
     }
 
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
+    private let storage: Storage
+
+    init(_ value: Value) {
+        let buffer = Storage.create(minimumCapacity: 1) { _ in value }
+        storage = unsafeDowncast(buffer, to: Storage.self)
+        storage.withUnsafeMutablePointerToElements { mutex in
+            mutex.initialize(to: pthread_mutex_t())
+            _ = pthread_mutex_init(mutex, nil)
+        }
     }
 
     /// Runs `body` with the value while holding the mutex.
     func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body(&value)
+        try storage.withUnsafeMutablePointers { value, mutex in
+            pthread_mutex_lock(mutex)
+            defer { pthread_mutex_unlock(mutex) }
+            return try body(&value.pointee)
+        }
     }
 }
 
-// `value` is read and written only inside `withLock`, which holds `mutex`, so sharing a
+// The value is read and written only inside `withLock`, which holds the mutex, so sharing a
 // `Locked` between threads is safe whenever the value itself may cross threads.
 extension Locked: @unchecked Sendable where Value: Sendable {}
