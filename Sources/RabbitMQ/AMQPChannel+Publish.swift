@@ -93,8 +93,9 @@ extension AMQPChannel {
                 "the message body has \(body.count) bytes, more than the configured maximum of \(maximum) (maximumMessageSize)")
         }
         if connection.blockedReason != nil { try await connection.core.waitUntilUnblocked() }
-        let confirmMode = try await key.status.reservePublish(requireConfirmMode: requireConfirmMode)
-        let confirmation = confirmMode ? PublishConfirmation() : nil
+        var confirmMode = try key.status.reservePublishIfRoom(requireConfirmMode: requireConfirmMode)
+        if confirmMode == nil { confirmMode = try await key.status.reservePublish(requireConfirmMode: requireConfirmMode) }
+        let confirmation = confirmMode == true ? PublishConfirmation() : nil
         connection.core.executor.enqueue(
             .publish(
                 PublishCommand(

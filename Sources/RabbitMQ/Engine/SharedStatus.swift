@@ -17,6 +17,10 @@ final class ConnectionStatus: Sendable {
 
     var snapshot: Snapshot { state.withLock { $0 } }
 
+    /// Why the broker blocks the connection, if it does; read without copying the snapshot
+    /// (every publish checks it).
+    var blockedReason: String? { state.withLock { $0.blockedReason } }
+
     func update(_ body: (inout Snapshot) -> Void) {
         state.withLock { body(&$0) }
     }
@@ -112,24 +116,29 @@ final class ChannelStatus: Sendable {
         state.withLock { $0.confirmWindow = max(window, 1) }
     }
 
+    /// Reserves room for one publish if there is some, without waiting: whether the channel is
+    /// in confirm mode, or `nil` when the window (or, outside confirm mode, the queue limit) is
+    /// full. The common case, kept synchronous: an `async` call costs a check of the executor.
+    func reservePublishIfRoom(requireConfirmMode: Bool) throws -> Bool? {
+        let decision: Result<Bool?, AMQPError> = state.withLock { state in
+            if let reason = state.closeReason { return .failure(reason) }
+            if requireConfirmMode, state.confirmWindow == nil {
+                return .failure(AMQPError(.invalidArgument, "the channel is not in confirm mode: call confirmSelect() first"))
+            }
+            guard state.publishesInFlight < (state.confirmWindow ?? Self.unconfirmedQueueLimit) else { return .success(nil) }
+            state.publishesInFlight += 1
+            return .success(state.confirmWindow != nil)
+        }
+        return try decision.get()
+    }
+
     /// Reserves room for one publish, waiting while the window (or, outside confirm mode, the
     /// queue limit) is full. Returns whether the channel is in confirm mode.
     func reservePublish(requireConfirmMode: Bool) async throws -> Bool {
-        enum Decision { case reserved(confirm: Bool), full, failed(AMQPError) }
         while true {
-            let decision: Decision = state.withLock { state in
-                if let reason = state.closeReason { return .failed(reason) }
-                if requireConfirmMode, state.confirmWindow == nil {
-                    return .failed(AMQPError(.invalidArgument, "the channel is not in confirm mode: call confirmSelect() first"))
-                }
-                guard state.publishesInFlight < (state.confirmWindow ?? Self.unconfirmedQueueLimit) else { return .full }
-                state.publishesInFlight += 1
-                return .reserved(confirm: state.confirmWindow != nil)
-            }
-            switch decision {
-            case .reserved(let confirm): return confirm
-            case .failed(let error): throw error
-            case .full:
+            switch try reservePublishIfRoom(requireConfirmMode: requireConfirmMode) {
+            case let confirm?: return confirm
+            case nil:
                 await withCheckedContinuation { continuation in
                     let mustWait = state.withLock { state in
                         let full = state.publishesInFlight >= (state.confirmWindow ?? Self.unconfirmedQueueLimit)
