@@ -29,6 +29,8 @@ struct ChannelKey: Sendable, Hashable {
 /// resumes when the reply frame arrives, so any number of channels make progress at once.
 actor ConnectionCore {
     nonisolated let executor: ConnectionExecutor
+    /// The same thread and queue for application tasks (``AMQPConnection/taskExecutor``).
+    nonisolated let taskExecutor: ConnectionTaskExecutor
     nonisolated let configuration: AMQPConnection.Configuration
     nonisolated let logger: Logger
     nonisolated let status = ConnectionStatus()
@@ -97,6 +99,7 @@ actor ConnectionCore {
 
     init(configuration: AMQPConnection.Configuration, logger: Logger) {
         self.executor = ConnectionExecutor()
+        self.taskExecutor = ConnectionTaskExecutor(executor)
         self.configuration = configuration
         self.logger = logger
         self.lastInbound = clock.now

@@ -22,10 +22,16 @@ import Darwin
 /// The same queue carries ``ConnectionCommand``s: publishes and acknowledgements that the caller
 /// hands over without waiting for the connection thread (the hop there and back is what a
 /// message would otherwise cost). One queue keeps them in order with the actor's jobs.
+///
+/// The queue also takes the jobs of application tasks that prefer the connection's thread
+/// (``ConnectionTaskExecutor``, ``AMQPConnection/taskExecutor``): they run between turns of the
+/// loop like the actor's, so a consumer or publisher loop there hands deliveries,
+/// acknowledgements and publishes over without a thread switch or a wake-up.
 final class ConnectionExecutor: SerialExecutor {
-    /// An actor job or a command, in arrival order.
+    /// An actor job, a task's job or a command, in arrival order.
     enum Work {
         case job(UnownedJob)
+        case taskJob(UnownedJob)
         case command(ConnectionCommand)
     }
 
@@ -71,6 +77,11 @@ final class ConnectionExecutor: SerialExecutor {
         enqueue(.job(UnownedJob(job)))
     }
 
+    /// Queues a job of a task that prefers the connection's thread (see ``ConnectionTaskExecutor``).
+    func enqueueTaskJob(_ job: UnownedJob) {
+        enqueue(.taskJob(job))
+    }
+
     /// Hands a command to the connection thread; it runs in order with the actor's jobs.
     func enqueue(_ command: ConnectionCommand) {
         enqueue(.command(command))
@@ -102,6 +113,7 @@ final class ConnectionExecutor: SerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
 
+
     func checkIsolated() {
         precondition(
             isOwnerThread,
@@ -127,7 +139,7 @@ final class ConnectionExecutor: SerialExecutor {
     /// for the next turn, so frames are read between). Consecutive commands go to `perform` as
     /// one batch. Returns how many items ran.
     @discardableResult
-    func runQueuedJobs(perform: (CommandBatch) -> Void = { _ in }) -> Int {
+    func runQueuedJobs(taskExecutor: UnownedTaskExecutor, perform: (CommandBatch) -> Void = { _ in }) -> Int {
         // The queue is swapped with an empty spare rather than copied: the buffers are reused
         // turn after turn and no element is copied or retained on the way.
         var work = state.withLock { state in
@@ -136,18 +148,26 @@ final class ConnectionExecutor: SerialExecutor {
             swap(&taken, &state.jobs)
             return taken
         }
-        let executor = asUnownedSerialExecutor()
+        let serialExecutor = asUnownedSerialExecutor()
         var batchStart: Int?
         for index in work.indices {
-            switch work[index] {
-            case .command:
+            if case .command = work[index] {
                 if batchStart == nil { batchStart = index }
+                continue
+            }
+            if let start = batchStart {
+                perform(CommandBatch(work: work[start..<index]))
+                batchStart = nil
+            }
+            switch work[index] {
             case .job(let job):
-                if let start = batchStart {
-                    perform(CommandBatch(work: work[start..<index]))
-                    batchStart = nil
-                }
-                job.runSynchronously(on: executor)
+                job.runSynchronously(on: serialExecutor)
+            case .taskJob(let job):
+                // Not isolated to the actor: the task's own (nonisolated) code runs on without
+                // a hop; its calls into the actor hop there as from any other thread.
+                job.runSynchronously(on: taskExecutor)
+            case .command:
+                break
             }
         }
         if let start = batchStart { perform(CommandBatch(work: work[start..<work.endIndex])) }
@@ -227,6 +247,11 @@ final class ConnectionExecutor: SerialExecutor {
 
     private func startDrainer() {
         startThread(name: "amqp-drain") { [self] in
+            // Tasks that prefer the connection's thread keep running here too (on an executor
+            // of the drainer's own, so their next suspension returns them to their preference).
+            let drainerTaskExecutor = ConnectionTaskExecutor(self)
+            let taskExecutor = drainerTaskExecutor.asUnownedTaskExecutor()
+            defer { withExtendedLifetime(drainerTaskExecutor) {} }
             becomeOwner()
             while true {
                 let more = state.withLock { state in
@@ -238,7 +263,7 @@ final class ConnectionExecutor: SerialExecutor {
                     return true
                 }
                 guard more else { return }
-                runQueuedJobs(perform: drainedCommands)
+                runQueuedJobs(taskExecutor: taskExecutor, perform: drainedCommands)
             }
         }
     }

@@ -6,8 +6,9 @@ enum ConnectionLoop {
             let executor = core.executor
             executor.becomeOwner()
             let perform = { (commands: CommandBatch) in core.assumeIsolated { $0.perform(commands) } }
+            let taskExecutor = core.taskExecutor.asUnownedTaskExecutor()
             while true {
-                executor.runQueuedJobs(perform: perform)
+                executor.runQueuedJobs(taskExecutor: taskExecutor, perform: perform)
                 let pending = executor.pending
                 if pending.stopRequested && !pending.jobs { break }
                 core.assumeIsolated { $0.turn() }
@@ -15,7 +16,7 @@ enum ConnectionLoop {
             core.assumeIsolated {
                 $0.shutDown(AMQPError(.connectionClosed, "the connection was released without being closed"))
             }
-            executor.runQueuedJobs(perform: perform)
+            executor.runQueuedJobs(taskExecutor: taskExecutor, perform: perform)
             executor.ownerDidExit()
         }
     }

@@ -1,0 +1,63 @@
+@testable import RabbitMQ
+import Testing
+
+@Suite(
+    "Tasks on the connection's own thread (AMQPConnection.taskExecutor)",
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+struct TaskExecutorTests {
+    /// Whether the calling code runs on `connection`'s owner thread.
+    private func onConnectionThread(_ connection: AMQPConnection) -> Bool {
+        connection.core.executor.isOwnerThread
+    }
+
+    @Test func publishConsumeAcknowledgeAndCallMethodsFromTheConnectionThread() async throws {
+        let connection = try await TestBroker.connect()
+        let count = 5_000
+        let outcome = try await withTaskExecutorPreference(connection.taskExecutor) {
+            #expect(onConnectionThread(connection))
+            let channel = try await connection.openChannel()
+            try await channel.basicQos(prefetchCount: 100)
+            let queue = try await channel.queueDeclare("", exclusive: true).name
+            #expect(onConnectionThread(connection), "back on the connection's thread after a method call")
+
+            try await channel.confirmSelect(window: 200)
+            var last: PublishConfirmation?
+            for index in 0..<count {
+                last = try await channel.publishWithoutWaiting(Array("\(index)".utf8), routingKey: queue)
+            }
+            try await last?.wait()
+            #expect(try await channel.queueDeclare(queue, passive: true).messageCount == UInt32(count))
+
+            // Timers resume the task on the connection's thread too.
+            try await Task.sleep(for: .milliseconds(20))
+            #expect(onConnectionThread(connection))
+
+            var bodies: [String] = []
+            for try await delivery in try await channel.consume(queue: queue) {
+                #expect(onConnectionThread(connection))
+                bodies.append(delivery.bodyString)
+                try await delivery.ack()
+                if bodies.count == count { break }
+            }
+            let remaining = try await channel.queueDeclare(queue, passive: true).messageCount
+            await connection.close()
+            return (bodies, remaining)
+        }
+        #expect(outcome.0 == (0..<count).map { "\($0)" }, "every message, in order")
+        #expect(outcome.1 == 0, "every message acknowledged")
+        #expect(connection.closeReason?.code == .connectionClosed)
+    }
+
+    @Test func aTaskKeepsRunningAfterItsConnectionIsGone() async throws {
+        var connection: AMQPConnection? = try await TestBroker.connect()
+        let executor = try #require(connection?.taskExecutor)
+        let task = Task(executorPreference: executor) {
+            try await Task.sleep(for: .milliseconds(200))
+            return 42
+        }
+        // The connection's thread exits; the task's next job runs on a short-lived drainer.
+        await connection?.close()
+        connection = nil
+        #expect(try await task.value == 42)
+    }
+}
