@@ -127,10 +127,14 @@ enum Benchmark {
         let transient = BasicProperties(deliveryMode: .transient)
         var result: [String: String] = [:]
 
+        // The message loops run on the connection's own thread (AMQPConnection.taskExecutor),
+        // the way the library's documentation recommends for light, non-blocking loops.
         switch options.workload {
         case "W1":
             let watch = Stopwatch()
-            for _ in 0..<options.count { try await channel.publish(body, routingKey: queue, properties: transient) }
+            try await withTaskExecutorPreference(connection.taskExecutor) {
+                for _ in 0..<options.count { try await channel.publish(body, routingKey: queue, properties: transient) }
+            }
             let (seconds, cpu) = (watch.seconds, watch.cpu)
             let queued = try await waitForCount(options.count, queue: queue, channel: channel)
             result = ["messages": "\(options.count)", "seconds": "\(seconds)", "cpu_seconds": "\(cpu)",
@@ -138,11 +142,13 @@ enum Benchmark {
         case "W2":
             try await channel.confirmSelect(window: options.window)
             let watch = Stopwatch()
-            var last: PublishConfirmation?
-            for _ in 0..<options.count {
-                last = try await channel.publishWithoutWaiting(body, routingKey: queue, properties: transient)
+            try await withTaskExecutorPreference(connection.taskExecutor) {
+                var last: PublishConfirmation?
+                for _ in 0..<options.count {
+                    last = try await channel.publishWithoutWaiting(body, routingKey: queue, properties: transient)
+                }
+                try await last?.wait()
             }
-            try await last?.wait()
             result = ["messages": "\(options.count)", "seconds": "\(watch.seconds)", "cpu_seconds": "\(watch.cpu)",
                       "confirm_mode": "\"window\""]
         case "W3":
@@ -150,11 +156,14 @@ enum Benchmark {
             let watch = Stopwatch()
             let rssStart = residentKiB()
             try await channel.basicQos(prefetchCount: options.prefetch)
-            var received = 0
-            for try await delivery in try await channel.consume(queue: queue) {
-                try await delivery.ack()
-                received += 1
-                if received == options.count { break }
+            let received = try await withTaskExecutorPreference(connection.taskExecutor) {
+                var received = 0
+                for try await delivery in try await channel.consume(queue: queue) {
+                    try await delivery.ack()
+                    received += 1
+                    if received == options.count { break }
+                }
+                return received
             }
             result = ["messages": "\(received)", "seconds": "\(watch.seconds)", "cpu_seconds": "\(watch.cpu)",
                       "rss_start_kib": "\(rssStart)", "rss_end_kib": "\(residentKiB())"]

@@ -93,6 +93,8 @@ extension Benchmark {
         var configuration = EventDispatcher.Configuration(queue: queue, exchange: exchange)
         configuration.declaresTopology = false
         configuration.prefetch = options.prefetch
+        // The handler only counts: light enough for the connection's thread.
+        configuration.runsHandlersOnConnectionThread = true
         let (ready, readyContinuation) = AsyncStream.makeStream(of: Void.self)
         configuration.onReady = { readyContinuation.yield() }
         let dispatcher = EventDispatcher(
@@ -105,11 +107,13 @@ extension Benchmark {
         let publisher = try await EventPublisher(
             connection: publisherConnection, exchange: exchange, declareExchange: false, window: options.window)
         let watch = Stopwatch()
-        var last: PublishConfirmation?
-        for index in 0..<options.count {
-            last = try await publisher.publishWithoutWaiting(BenchOrderCreated(index), messageID: "bench-\(index)")
+        try await withTaskExecutorPreference(publisherConnection.taskExecutor) {
+            var last: PublishConfirmation?
+            for index in 0..<options.count {
+                last = try await publisher.publishWithoutWaiting(BenchOrderCreated(index), messageID: "bench-\(index)")
+            }
+            try await last?.wait()
         }
-        try await last?.wait()
         await tally.waitForAll()
         let (seconds, cpu) = (watch.seconds, watch.cpu)
         consuming.cancel()
