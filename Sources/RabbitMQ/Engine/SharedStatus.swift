@@ -77,7 +77,7 @@ final class ChannelStatus: Sendable {
         var roomWaiters: [CheckedContinuation<Void, Never>] = []
         /// Tags of deliveries (manual acknowledgement, and `basic.get`) not yet acknowledged:
         /// acknowledging anything else would make the broker close the channel (406).
-        var outstandingTags: Set<UInt64> = []
+        var outstandingTags = OutstandingTags()
         /// Counts the recoveries of the channel's connection: delivery tags belong to one.
         var generation = 0
     }
@@ -169,7 +169,7 @@ final class ChannelStatus: Sendable {
     // MARK: Acknowledgements
 
     func deliveryOutstanding(_ tag: UInt64) {
-        state.withLock { _ = $0.outstandingTags.insert(tag) }
+        state.withLock { $0.outstandingTags.insert(tag) }
     }
 
     /// The current generation: deliveries of earlier ones cannot be acknowledged.
@@ -203,8 +203,8 @@ final class ChannelStatus: Sendable {
                     throw AMQPError(.alreadyAcknowledged, "delivery tag \(tag) is not outstanding on channel \(number)")
                 }
                 let covered = tag == 0 ? UInt64.max : tag
-                state.outstandingTags = state.outstandingTags.filter { $0 > covered }
-            } else if state.outstandingTags.remove(tag) == nil {
+                state.outstandingTags.removeAll(upTo: covered)
+            } else if !state.outstandingTags.remove(tag) {
                 throw AMQPError(
                     .alreadyAcknowledged, "delivery tag \(tag) on channel \(number) was already acknowledged or rejected")
             }
