@@ -134,7 +134,10 @@ final class ChannelRecord {
 
 /// A message being assembled from its method, content header and body frames, which arrive
 /// one after another on the channel (other channels' frames may come in between).
-struct IncomingContent {
+///
+/// A class: the channel record holds it while the frames arrive and each frame fills it in
+/// place, where a value would be copied out of the record and back for every frame.
+final class IncomingContent {
     /// The method that announced the content.
     enum Origin {
         /// `basic.get-ok`, answering the waiting `basic.get`.

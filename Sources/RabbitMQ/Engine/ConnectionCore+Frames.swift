@@ -49,7 +49,7 @@ extension ConnectionCore {
             protocolViolation("the broker sent \(method.id.methodName) on channel \(number), which is not open")
             return
         }
-        if case .closing = phase { return }  // the broker answers nothing but close-ok now
+        if isClosing { return }  // the broker answers nothing but close-ok now
         if case .draining = record.phase {
             if method.id == AMQP_CHANNEL_CLOSE_OK_METHOD { channels[number] = nil }
             return
@@ -180,11 +180,9 @@ extension ConnectionCore {
             protocolViolation("the broker sent content on channel \(frame.channel), which is not open")
             return
         }
-        if case .closing = phase { return }
+        if isClosing { return }
         if case .draining = record.phase { return }
-        // Taken out of the record while it grows, so the body is appended in place rather
-        // than copied; put back until the last frame is in.
-        guard var incoming = record.incoming.take() else {
+        guard let incoming = record.incoming else {
             protocolViolation("the broker sent content on channel \(frame.channel) without a method announcing it")
             return
         }
@@ -207,10 +205,8 @@ extension ConnectionCore {
             }
             incoming.content.body.append(contentsOf: fragment)
         }
-        guard incoming.headerReceived, incoming.content.body.count == incoming.bodySize else {
-            record.incoming = incoming
-            return
-        }
+        guard incoming.headerReceived, incoming.content.body.count == incoming.bodySize else { return }
+        record.incoming = nil
         let complete = incoming
         switch complete.origin {
         case .get(let waiting):

@@ -49,7 +49,13 @@ actor ConnectionCore {
     }
 
     let clock = ContinuousClock()
-    var phase = Phase.connecting
+    var phase = Phase.connecting {
+        didSet {
+            if case .closing = phase { isClosing = true } else { isClosing = false }
+        }
+    }
+    /// Whether `phase` is `.closing`: checked for every frame, where matching the enum would copy it.
+    private(set) var isClosing = false
     var connection: amqp_connection_state_t?
     var channels: [UInt16: ChannelRecord] = [:]
     var nextChannelID: UInt64 = 1
