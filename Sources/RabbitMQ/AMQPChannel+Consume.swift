@@ -95,7 +95,7 @@ extension AMQPChannel {
         try await connection.core.recover(on: key, requeue: requeue)
     }
 
-    func acknowledge(_ delivery: AMQPDelivery, _ kind: AcknowledgementKind) async throws {
+    func acknowledge(_ delivery: AMQPDelivery, _ kind: AcknowledgementKind) throws {
         guard !delivery.isAutoAcknowledged else {
             throw AMQPError(.alreadyAcknowledged, "delivery \(delivery.deliveryTag) was auto-acknowledged by the broker")
         }
