@@ -177,8 +177,11 @@ struct EventDispatcherTests {
         try await cleanUp(configuration)
     }
 
-    @Test func failingTwiceThenSucceedingIsRetriedAndAckedOnce() async throws {
-        let configuration = configuration()
+    /// Also with the consumer loop and handlers on the connection's thread.
+    @Test(arguments: [false, true])
+    func failingTwiceThenSucceedingIsRetriedAndAckedOnce(onConnectionThread: Bool) async throws {
+        var configuration = configuration("retried-\(onConnectionThread)")
+        configuration.runsHandlersOnConnectionThread = onConnectionThread
         let recorder = Recorder()
         var handlers = EventHandlers()
         handlers.on(OrderCreated.self) { _, context in
@@ -198,9 +201,11 @@ struct EventDispatcherTests {
         try await cleanUp(configuration)
     }
 
-    @Test func alwaysFailingEndsInTheDeadLetterQueueAfterTheRetryLimit() async throws {
-        var configuration = configuration()
+    @Test(arguments: [false, true])
+    func alwaysFailingEndsInTheDeadLetterQueueAfterTheRetryLimit(onConnectionThread: Bool) async throws {
+        var configuration = configuration("dead-lettered-\(onConnectionThread)")
         configuration.maxAttempts = 3
+        configuration.runsHandlersOnConnectionThread = onConnectionThread
         let recorder = Recorder()
         var handlers = EventHandlers()
         handlers.on(OrderCreated.self) { _, context in
