@@ -26,10 +26,10 @@ struct BenchOrderCreated: AMQPEvent {
         let skus = ["SKU-100234", "SKU-200871", "SKU-993120"]
         let prices = [19.99, 5.25, 129.0]
         items = (0..<3).map { k in Item(sku: skus[k], qty: 1 + (index + k) % 5, price: prices[k]) }
-        orderId = "ord-" + String(format: "%010d", index)
-        customerId = "cust-" + String(format: "%06d", index % 100_000)
+        orderId = "ord-" + zeroPadded(index, width: 10)
+        customerId = "cust-" + zeroPadded(index % 100_000, width: 6)
         total = (items.reduce(0) { $0 + Double($1.qty) * $1.price } * 100).rounded() / 100
-        createdAt = String(format: "2026-11-21T12:00:%02d.%03dZ", (index / 1000) % 60, index % 1000)
+        createdAt = "2026-11-21T12:00:" + zeroPadded((index / 1000) % 60, width: 2) + "." + zeroPadded(index % 1000, width: 3) + "Z"
         currency = "EUR"
         channel = "web"
         note = "benchmark order event"
@@ -38,6 +38,13 @@ struct BenchOrderCreated: AMQPEvent {
 
 /// Counts checked events and reports when all arrived. A lock, not an actor: the handler's own
 /// cost should not hide the library's.
+/// `value` in decimal, zero-padded to `width` digits (`%0*d`): Foundation's `String(format:)`
+/// costs more than a whole publish here.
+func zeroPadded(_ value: Int, width: Int) -> String {
+    let digits = String(value)
+    return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+}
+
 final class Tally: @unchecked Sendable {
     // @unchecked: every stored property is read and written only while holding `lock`.
     private let lock = NSLock()
@@ -74,6 +81,20 @@ final class Tally: @unchecked Sendable {
 }
 
 extension Benchmark {
+    /// Client CPU per event of the JSON alone (encode, then decode, with the codec the publisher
+    /// and dispatcher use), measured before the timed section: the part of W5 that is not the
+    /// engine's.
+    static func jsonMicrosecondsPerEvent(samples: Int = 20_000) throws -> Double {
+        let codec = JSONEventCodec()
+        let events = (0..<samples).map(BenchOrderCreated.init)
+        let watch = Stopwatch()
+        for event in events {
+            let decoded = try codec.decode(BenchOrderCreated.self, from: try codec.encode(event))
+            guard decoded.items.count == 3 else { throw BenchError("the JSON round trip lost items") }
+        }
+        return watch.cpu / Double(samples) * 1_000_000
+    }
+
     /// W5: typed events through `EventPublisher` and `EventDispatcher`, end to end.
     static func events(
         _ queue: String, options: Options, connection: AMQPConnection, channel: AMQPChannel
@@ -87,6 +108,7 @@ extension Benchmark {
         let setup = try await connection.openChannel()
         try await setup.queueBind(queue, exchange: exchange, routingKey: "order.*")
 
+        let json = try jsonMicrosecondsPerEvent()
         let tally = Tally(target: options.count)
         var handlers = EventHandlers()
         handlers.on(BenchOrderCreated.self) { event, _ in tally.add(event) }
@@ -120,6 +142,6 @@ extension Benchmark {
         _ = try? await consuming.value
         await publisherConnection.close()
         return ["messages": "\(options.count)", "seconds": "\(seconds)", "cpu_seconds": "\(cpu)",
-                "bad": "\(tally.badCount)"]
+                "bad": "\(tally.badCount)", "json_cpu_us_per_event": "\(json)"]
     }
 }
