@@ -3,7 +3,7 @@ import RabbitMQ
 import Tracing
 
 /// Publishes typed events to an exchange, safely: every event is persistent, `mandatory`, and
-/// confirmed by the broker.
+/// confirmed by the broker (the first two can be relaxed for events that may be lost).
 ///
 /// ```swift
 /// let publisher = try await EventPublisher(connection: connection, exchange: "orders")
@@ -11,8 +11,8 @@ import Tracing
 /// ```
 ///
 /// Each message gets `content-type` from the codec, `type` = the event's type name, a unique
-/// `message-id` (a UUID unless you pass one), the current `timestamp`, persistent delivery and
-/// the event's routing key. ``publish(_:messageID:headers:)`` returns once the broker confirmed;
+/// `message-id` (a UUID unless you pass one), the current `timestamp`, persistent delivery
+/// (unless configured otherwise) and the event's routing key. ``publish(_:messageID:headers:)`` returns once the broker confirmed;
 /// an event the broker refuses (nack) or cannot route to any queue (return) is an error.
 ///
 /// Tracing: each publish is a `producer` span of the tracer the application bootstrapped
@@ -27,6 +27,12 @@ public struct EventPublisher: Sendable {
     public let codec: any EventCodec
     /// Written to each message's `app-id`, if set.
     public let appID: String?
+    /// Persistent (the default: durable queues keep the event across a broker restart) or
+    /// transient.
+    public let deliveryMode: BasicProperties.DeliveryMode
+    /// Whether an event no queue is bound for fails with `publishReturned` (the default) rather
+    /// than being dropped by the broker.
+    public let mandatory: Bool
 
     /// Opens a channel on `connection` in confirm mode and, unless `declareExchange` is false,
     /// declares `exchange` as a durable topic exchange.
@@ -39,9 +45,14 @@ public struct EventPublisher: Sendable {
     ///     ``publishWithoutWaiting(_:messageID:headers:)``).
     ///   - codec: How events become bodies; JSON by default.
     ///   - appID: Written to each message's `app-id`, if set.
+    ///   - deliveryMode: Persistent by default; `.transient` for events that may be lost when
+    ///     the broker restarts (cheaper for the broker).
+    ///   - mandatory: Fail the publish of an event no queue is bound for (default); `false` lets
+    ///     the broker drop it silently.
     public init(
         connection: AMQPConnection, exchange: String, declareExchange: Bool = true, window: Int = 1000,
-        codec: any EventCodec = JSONEventCodec(), appID: String? = nil
+        codec: any EventCodec = JSONEventCodec(), appID: String? = nil,
+        deliveryMode: BasicProperties.DeliveryMode = .persistent, mandatory: Bool = true
     ) async throws {
         let channel = try await connection.openChannel()
         if declareExchange { try await channel.exchangeDeclare(exchange, type: .topic, durable: true) }
@@ -50,6 +61,8 @@ public struct EventPublisher: Sendable {
         self.exchange = exchange
         self.codec = codec
         self.appID = appID
+        self.deliveryMode = deliveryMode
+        self.mandatory = mandatory
     }
 
     /// Publishes an event and waits for the broker's confirm.
@@ -81,10 +94,10 @@ public struct EventPublisher: Sendable {
             var headers = headers
             InstrumentationSystem.instrument.inject(span.context, into: &headers, using: TraceContextInjector())
             let properties = BasicProperties(
-                contentType: codec.contentType, headers: headers.isEmpty ? nil : headers, deliveryMode: .persistent,
+                contentType: codec.contentType, headers: headers.isEmpty ? nil : headers, deliveryMode: deliveryMode,
                 messageID: messageID, timestamp: Date(), type: Event.eventType, appID: appID)
             return try await channel.publishWithoutWaiting(
-                body, exchange: exchange, routingKey: Event.routingKey, mandatory: true, properties: properties)
+                body, exchange: exchange, routingKey: Event.routingKey, mandatory: mandatory, properties: properties)
         }
     }
 }

@@ -258,6 +258,34 @@ struct EventDispatcherTests {
         try await cleanUp(configuration)
     }
 
+    @Test func publisherCanSendTransientAndNotMandatoryEvents() async throws {
+        let connection = try await TestBroker.connect()
+        let channel = try await connection.openChannel()
+        let exchange = TestBroker.uniqueName("event-options")
+        try await channel.exchangeDeclare(exchange, type: .topic)
+        let order = OrderCreated(orderID: "o-1", customerID: "c", items: [])
+
+        // No queue bound: the default (mandatory) fails, a non-mandatory event is dropped.
+        let strict = try await EventPublisher(connection: connection, exchange: exchange, declareExchange: false)
+        await #expect { try await strict.publish(order) } throws: { ($0 as? AMQPError)?.code == .publishReturned }
+        let relaxed = try await EventPublisher(
+            connection: connection, exchange: exchange, declareExchange: false, deliveryMode: .transient,
+            mandatory: false)
+        try await relaxed.publish(order)
+
+        let queue = try await channel.queueDeclare("", exclusive: true).name
+        try await channel.queueBind(queue, exchange: exchange, routingKey: "order.*")
+        try await relaxed.publish(order)
+        try await strict.publish(order)
+        #expect(try await TestBroker.waitForMessageCount(2, in: queue, on: channel))
+        let first = try #require(try await channel.basicGet(queue: queue, autoAck: true))
+        let second = try #require(try await channel.basicGet(queue: queue, autoAck: true))
+        #expect(first.properties.deliveryMode == .transient)
+        #expect(second.properties.deliveryMode == .persistent)
+        try await channel.exchangeDelete(exchange)
+        await connection.close()
+    }
+
     @Test(arguments: [UInt16(8), 2])
     func handlersRunConcurrentlyUpToThePrefetch(prefetch: UInt16) async throws {
         var configuration = configuration("concurrency\(prefetch)")
