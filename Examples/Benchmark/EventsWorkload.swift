@@ -126,8 +126,10 @@ extension Benchmark {
         _ = await readiness.next()
 
         let publisherConnection = try await AMQPConnection.open(options.connectionConfiguration)
+        // The contract's messages are transient and not mandatory, W5's too.
         let publisher = try await EventPublisher(
-            connection: publisherConnection, exchange: exchange, declareExchange: false, window: options.window)
+            connection: publisherConnection, exchange: exchange, declareExchange: false, window: options.window,
+            deliveryMode: .transient, mandatory: false)
         let watch = Stopwatch()
         try await withTaskExecutorPreference(publisherConnection.taskExecutor) {
             var last: PublishConfirmation?
