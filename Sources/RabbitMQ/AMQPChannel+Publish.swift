@@ -93,9 +93,13 @@ extension AMQPChannel {
                 "the message body has \(body.count) bytes, more than the configured maximum of \(maximum) (maximumMessageSize)")
         }
         if connection.blockedReason != nil { try await connection.core.waitUntilUnblocked() }
-        var confirmMode = try key.status.reservePublishIfRoom(requireConfirmMode: requireConfirmMode)
-        if confirmMode == nil { confirmMode = try await key.status.reservePublish(requireConfirmMode: requireConfirmMode) }
-        let confirmation = confirmMode == true ? PublishConfirmation() : nil
+        let confirmMode: Bool
+        if let reserved = try key.status.reservePublishIfRoom(requireConfirmMode: requireConfirmMode) {
+            confirmMode = reserved
+        } else {
+            confirmMode = try await key.status.reservePublish(requireConfirmMode: requireConfirmMode)
+        }
+        let confirmation = confirmMode ? PublishConfirmation() : nil
         connection.core.executor.enqueue(
             .publish(
                 PublishCommand(

@@ -36,7 +36,9 @@ final class ChannelRecord {
         /// `basic.cancel` sent: deliveries still in flight are handed back to the broker.
         var cancelling = false
         /// Deliveries of this turn, not yet handed over.
-        var batch: [DeliveryContent] = []
+        private(set) var batch: [DeliveryContent] = []
+        /// The size of the last batch handed over: the next one reserves about as much room.
+        private var lastBatchCount = 1
 
         init(
             continuation: AsyncThrowingStream<[DeliveryContent], any Error>.Continuation, autoAck: Bool, queue: String,
@@ -49,14 +51,20 @@ final class ChannelRecord {
             self.arguments = arguments
         }
 
+        /// Adds a delivery to this turn's batch.
+        func append(_ delivery: DeliveryContent) {
+            // Room for about as many as last time, so the batch is not regrown delivery by delivery.
+            if batch.isEmpty { batch.reserveCapacity(lastBatchCount) }
+            batch.append(delivery)
+        }
+
         /// Hands the batch over.
         func flush() {
             guard !batch.isEmpty else { return }
-            let count = batch.count
+            lastBatchCount = min(batch.count, 64)
             continuation.yield(batch)
-            // The yielded array is the consumer's now; start the next one about as large.
+            // The yielded array belongs to the sequence now; an idle consumer keeps no buffer.
             batch = []
-            batch.reserveCapacity(min(count, 64))
         }
     }
 

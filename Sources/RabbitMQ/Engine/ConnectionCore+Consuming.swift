@@ -71,7 +71,7 @@ extension ConnectionCore {
         if !consumer.autoAck { record.status.deliveryOutstanding(content.deliveryTag) }
         unreportedCounts.delivered += 1
         // Handed over at the end of the loop's turn, with the rest of the batch.
-        consumer.batch.append(content)
+        consumer.append(content)
         if !record.hasUnflushedDeliveries {
             record.hasUnflushedDeliveries = true
             channelsWithDeliveries.append(record)

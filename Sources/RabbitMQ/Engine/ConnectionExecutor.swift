@@ -37,7 +37,7 @@ final class ConnectionExecutor: SerialExecutor {
 
     private struct State {
         var jobs: Deque<Work> = []
-        /// An empty queue whose buffer the next ``runQueuedJobs(perform:)`` swaps in.
+        /// An empty queue whose buffer the next ``runQueuedJobs(taskExecutor:perform:)`` swaps in.
         var spare: Deque<Work> = []
         /// The loop is in (or entering) `poll()` and must be woken for new jobs.
         var sleeping = false
@@ -112,7 +112,6 @@ final class ConnectionExecutor: SerialExecutor {
     func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
-
 
     func checkIsolated() {
         precondition(
