@@ -149,27 +149,26 @@ final class ConnectionExecutor: SerialExecutor {
         }
         let serialExecutor = asUnownedSerialExecutor()
         var batchStart: Int?
+        func performBatch(endingBefore end: Int) {
+            guard let start = batchStart else { return }
+            perform(CommandBatch(work: work[start..<end]))
+            batchStart = nil
+        }
         for index in work.indices {
-            if case .command = work[index] {
-                if batchStart == nil { batchStart = index }
-                continue
-            }
-            if let start = batchStart {
-                perform(CommandBatch(work: work[start..<index]))
-                batchStart = nil
-            }
             switch work[index] {
+            case .command:
+                if batchStart == nil { batchStart = index }
             case .job(let job):
+                performBatch(endingBefore: index)
                 job.runSynchronously(on: serialExecutor)
             case .taskJob(let job):
+                performBatch(endingBefore: index)
                 // Not isolated to the actor: the task's own (nonisolated) code runs on without
                 // a hop; its calls into the actor hop there as from any other thread.
                 job.runSynchronously(on: taskExecutor)
-            case .command:
-                break
             }
         }
-        if let start = batchStart { perform(CommandBatch(work: work[start..<work.endIndex])) }
+        performBatch(endingBefore: work.endIndex)
         let count = work.count
         work.removeAll(keepingCapacity: true)
         state.withLock { swap(&$0.spare, &work) }
@@ -278,10 +277,9 @@ struct CommandBatch: Sequence {
         var base: Slice<Deque<ConnectionExecutor.Work>>.Iterator
 
         mutating func next() -> ConnectionCommand? {
-            while let item = base.next() {
-                if case .command(let command) = item { return command }
-            }
-            return nil
+            guard let item = base.next() else { return nil }
+            guard case .command(let command) = item else { preconditionFailure("a command batch holds only commands") }
+            return command
         }
     }
 }
