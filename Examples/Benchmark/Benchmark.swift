@@ -197,7 +197,7 @@ enum Benchmark {
         let consumer = try await consumerChannel.consume(queue: queue, autoAck: true)
         let publisher = try await connection.openChannel()
         let count = options.count
-        let receiving = Task { () -> ([UInt64], ContinuousClock.Instant) in
+        let receiving = Task(executorPreference: consumerConnection.taskExecutor) { () -> ([UInt64], ContinuousClock.Instant) in
             var samples: [UInt64] = []
             samples.reserveCapacity(count)
             for try await delivery in consumer {
@@ -208,14 +208,16 @@ enum Benchmark {
             }
             return (samples, ContinuousClock.now)
         }
-        var body = [UInt8](repeating: 0, count: max(options.size, 8))
         let start = ContinuousClock.now
         let watch = Stopwatch()
-        for index in 0..<count {
-            try await Task.sleep(until: start + .seconds(Double(index) / options.rate), clock: .continuous)
-            let now = monotonicNanoseconds()
-            for byte in 0..<8 { body[byte] = UInt8(truncatingIfNeeded: now >> (8 * UInt64(byte))) }
-            try await publisher.publish(body, routingKey: queue, properties: .init(deliveryMode: .transient))
+        try await withTaskExecutorPreference(connection.taskExecutor) {
+            var body = [UInt8](repeating: 0, count: max(options.size, 8))
+            for index in 0..<count {
+                try await Task.sleep(until: start + .seconds(Double(index) / options.rate), clock: .continuous)
+                let now = monotonicNanoseconds()
+                for byte in 0..<8 { body[byte] = UInt8(truncatingIfNeeded: now >> (8 * UInt64(byte))) }
+                try await publisher.publish(body, routingKey: queue, properties: .init(deliveryMode: .transient))
+            }
         }
         let (samples, end) = try await receiving.value
         let cpu = watch.cpu
