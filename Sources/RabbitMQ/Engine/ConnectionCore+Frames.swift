@@ -207,16 +207,15 @@ extension ConnectionCore {
         }
         guard incoming.headerReceived, incoming.content.body.count == incoming.bodySize else { return }
         record.incoming = nil
-        let complete = incoming
-        switch complete.origin {
+        switch incoming.origin {
         case .get(let waiting):
             unreportedCounts.delivered += 1
-            if !waiting.autoAck { record.status.deliveryOutstanding(complete.content.deliveryTag) }
-            waiting.continuation.resume(returning: .getOk(complete.content))
+            if !waiting.autoAck { record.status.deliveryOutstanding(incoming.content.deliveryTag) }
+            waiting.continuation.resume(returning: .getOk(incoming.content))
         case .deliver:
-            deliver(complete.content, on: record)
+            deliver(incoming.content, on: record)
         case .return(let replyCode, let replyText):
-            returned(complete.content, replyCode: replyCode, replyText: replyText, on: record)
+            returned(incoming.content, replyCode: replyCode, replyText: replyText, on: record)
         }
     }
 

@@ -82,5 +82,4 @@ struct ConnectionMetrics: Sendable {
         recoveries.increment()
         recoveryDuration.record(duration: duration)
     }
-
 }
