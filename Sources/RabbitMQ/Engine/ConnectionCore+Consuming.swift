@@ -63,6 +63,7 @@ extension ConnectionCore {
         if consumer.cancelling {
             // In flight when basic.cancel was sent: give it back rather than to nobody.
             if !consumer.autoAck, let connection {
+                writes.willWrite()
                 let status = amqp_basic_reject(connection, record.number, content.deliveryTag, 1)
                 if status != AMQP_STATUS_OK.rawValue { tearDown(connectionLost(status: status, while: "rejecting")) }
             }
@@ -106,6 +107,7 @@ extension ConnectionCore {
             record.generation == generation
         else { return }
         let status: Int32
+        writes.willWrite()
         switch kind {
         case .ack:
             status = amqp_basic_ack(connection, key.number, deliveryTag, amqpBoolean(multiple))

@@ -11,7 +11,10 @@ extension ConnectionCore {
 
     /// One turn of the event loop, run on the connection's thread between batches of jobs: wait
     /// for the socket, a job or the next tick; read every frame that is ready; check timers.
+    /// What the jobs before it wrote, and what it writes itself, leaves before it can wait.
     func turn() {
+        writes.flush()
+        defer { writes.flush() }
         guard let connection else {
             if case .recovering(let progress) = phase {
                 // Between reconnect attempts: jobs, and the next attempt when it is due.

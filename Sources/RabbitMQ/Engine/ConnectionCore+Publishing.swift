@@ -49,6 +49,7 @@ extension ConnectionCore {
             var properties = try publish.properties.cProperties(scratch)
             var exchange = publish.exchange
             var routingKey = publish.routingKey
+            writes.willWrite()
             // The names' own UTF-8 storage, borrowed for the call: no copies per message.
             result = exchange.withUTF8 { exchange in
                 routingKey.withUTF8 { routingKey in

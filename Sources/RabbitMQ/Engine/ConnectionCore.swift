@@ -56,7 +56,11 @@ actor ConnectionCore {
     }
     /// Whether `phase` is `.closing`: checked for every frame, where matching the enum would copy it.
     private(set) var isClosing = false
-    var connection: amqp_connection_state_t?
+    var connection: amqp_connection_state_t? {
+        didSet { writes = WriteCoalescer(socket: connection.map { amqp_get_sockfd($0) } ?? -1) }
+    }
+    /// Packs the frames written between two waits into as few segments as possible.
+    var writes = WriteCoalescer()
     var channels: [UInt16: ChannelRecord] = [:]
     var nextChannelID: UInt64 = 1
     var channelMax: UInt16 = 0
@@ -416,6 +420,7 @@ actor ConnectionCore {
         guard let connection, let transmit = record.pending.first?.transmit else { return }
         record.pending[0].transmit = nil
         record.pending[0].deadline = clock.now + configuration.rpcTimeout
+        writes.willWrite()
         let status = transmit(connection)
         if status != AMQP_STATUS_OK.rawValue {
             tearDown(connectionLost(status: status, while: "sending \(record.pending.first?.name ?? "a method")"))
@@ -427,6 +432,7 @@ actor ConnectionCore {
     func sendWithoutReply<Method: BitwiseCopyable>(_ methodID: amqp_method_number_t, _ method: Method, on channel: UInt16) {
         guard let connection else { return }
         var method = method
+        writes.willWrite()
         let status = amqp_send_method(connection, channel, methodID, &method)
         if status != AMQP_STATUS_OK.rawValue {
             tearDown(connectionLost(status: status, while: "sending \(methodID.methodName)"))
