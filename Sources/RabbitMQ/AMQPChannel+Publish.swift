@@ -35,7 +35,7 @@ extension AMQPChannel {
     ///   ``AMQPError/Code/publishNacked``, ``AMQPError/Code/publishReturned``,
     ///   ``AMQPError/Code/blockedTimeout``; the channel's or connection's close reason. A
     ///   publish to a missing exchange makes the broker close the channel (404).
-    public func publish(
+    nonisolated(nonsending) public func publish(
         _ body: [UInt8], exchange: String = "", routingKey: String, mandatory: Bool = false,
         properties: BasicProperties = BasicProperties()
     ) async throws {
@@ -65,7 +65,7 @@ extension AMQPChannel {
     /// - Throws: ``AMQPError/Code/invalidArgument`` when the channel is not in confirm mode, and
     ///   what `publish(_:exchange:routingKey:mandatory:properties:)` throws
     ///   before the broker's verdict.
-    public func publishWithoutWaiting(
+    nonisolated(nonsending) public func publishWithoutWaiting(
         _ body: [UInt8], exchange: String = "", routingKey: String, mandatory: Bool = false,
         properties: BasicProperties = BasicProperties()
     ) async throws -> PublishConfirmation {
@@ -79,7 +79,7 @@ extension AMQPChannel {
     /// Checks a publish, reserves room for it and hands it to the connection thread without
     /// waiting for that thread: a publish suspends only while the window is full or the broker
     /// blocks the connection. Returns its confirmation in confirm mode.
-    private func handOver(
+    nonisolated(nonsending) private func handOver(
         _ body: [UInt8], exchange: String, routingKey: String, mandatory: Bool, properties: BasicProperties,
         requireConfirmMode: Bool
     ) async throws -> PublishConfirmation? {

@@ -50,9 +50,9 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
         var batch: [DeliveryContent] = []
         var position = 0
 
-        public mutating func next() async throws -> AMQPDelivery? {
+        nonisolated(nonsending) public mutating func next() async throws -> AMQPDelivery? {
             while position == batch.count {
-                guard let next = try await base.next() else { return nil }
+                guard let next = try await base.next(isolation: #isolation) else { return nil }
                 // Deliveries from before a recovery cannot be acknowledged any more, and the
                 // broker redelivers them: skip them. (Auto-acknowledged ones are not coming back.)
                 if !autoAck, let first = next.first, first.generation != channel.key.status.generation { continue }

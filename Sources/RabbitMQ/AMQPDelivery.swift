@@ -38,18 +38,18 @@ public struct AMQPDelivery: Sendable {
     /// - Throws: ``AMQPError/Code/alreadyAcknowledged`` when it was acknowledged, rejected or
     ///   auto-acknowledged already; ``AMQPError/Code/channelClosed`` when its channel closed (the
     ///   broker then redelivers it). Neither closes the channel: nothing is sent.
-    public func ack() async throws {
+    nonisolated(nonsending) public func ack() async throws {
         try channel.acknowledge(self, .ack)
     }
 
     /// Rejects the message (`basic.nack`): back into the queue with `requeue`, otherwise
     /// dead-lettered (if the queue has a dead-letter exchange) or dropped.
-    public func nack(requeue: Bool = true) async throws {
+    nonisolated(nonsending) public func nack(requeue: Bool = true) async throws {
         try channel.acknowledge(self, .nack(requeue: requeue))
     }
 
     /// Rejects the message (`basic.reject`); the same as ``nack(requeue:)`` for one message.
-    public func reject(requeue: Bool = false) async throws {
+    nonisolated(nonsending) public func reject(requeue: Bool = false) async throws {
         try channel.acknowledge(self, .reject(requeue: requeue))
     }
 }

@@ -37,7 +37,7 @@ public final class PublishConfirmation: Sendable {
     ///   `mandatory` and unroutable (reply code 312), or the channel's or connection's close
     ///   reason when they closed first: then the outcome is unknown, and the message may or may
     ///   not have reached the broker.
-    public func wait() async throws {
+    nonisolated(nonsending) public func wait() async throws {
         let result: Result<Void, AMQPError>? = state.withLock { $0.result }
         if let result { return try result.get() }
         try await withCheckedThrowingContinuation { continuation in

@@ -75,7 +75,7 @@ public struct EventPublisher: Sendable {
     /// - Throws: `AMQPError` with code `publishNacked` or
     ///   `publishReturned` (no queue is bound for the routing key), an encoding
     ///   error, or the connection's or channel's close reason.
-    public func publish<Event: AMQPEvent>(
+    nonisolated(nonsending) public func publish<Event: AMQPEvent>(
         _ event: Event, messageID: String = UUID().uuidString, headers: FieldTable = [:]
     ) async throws {
         try await publishWithoutWaiting(event, messageID: messageID, headers: headers).wait()
@@ -83,7 +83,7 @@ public struct EventPublisher: Sendable {
 
     /// Publishes an event without waiting for its confirm: returns once there is room in the
     /// window. Wait on the returned confirmation (or the last one) before relying on it.
-    public func publishWithoutWaiting<Event: AMQPEvent>(
+    nonisolated(nonsending) public func publishWithoutWaiting<Event: AMQPEvent>(
         _ event: Event, messageID: String = UUID().uuidString, headers: FieldTable = [:]
     ) async throws -> PublishConfirmation {
         let body = try codec.encode(event)
