@@ -257,13 +257,19 @@ public final class EventDispatcher: Service {
         do {
             let started = ContinuousClock.now
             defer { handlerDuration.record(duration: started.duration(to: .now)) }
-            // The handler's span continues the publisher's trace, from the message headers.
-            var trace = ServiceContext.topLevel
-            InstrumentationSystem.instrument.extract(headers, into: &trace, using: TraceContextExtractor())
-            try await withSpan("\(type ?? delivery.routingKey) process", context: trace, ofKind: .consumer) { span in
-                span.attributes["messaging.system"] = "rabbitmq"
-                span.attributes["messaging.message.id"] = delivery.properties.messageID
+            let instrument = InstrumentationSystem.instrument
+            if instrument is NoOpInstrument {
+                // Nothing bootstrapped (the default): no trace to continue, no span to start.
                 try await entry.handle(event, context)
+            } else {
+                // The handler's span continues the publisher's trace, from the message headers.
+                var trace = ServiceContext.topLevel
+                instrument.extract(headers, into: &trace, using: TraceContextExtractor())
+                try await withSpan("\(type ?? delivery.routingKey) process", context: trace, ofKind: .consumer) { span in
+                    span.attributes["messaging.system"] = "rabbitmq"
+                    span.attributes["messaging.message.id"] = delivery.properties.messageID
+                    try await entry.handle(event, context)
+                }
             }
         } catch {
             if attempt >= configuration.maxAttempts {

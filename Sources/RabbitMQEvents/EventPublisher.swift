@@ -87,17 +87,28 @@ public struct EventPublisher: Sendable {
         _ event: Event, messageID: String = UUID().uuidString, headers: FieldTable = [:]
     ) async throws -> PublishConfirmation {
         let body = try codec.encode(event)
+        // Nothing bootstrapped (the default): no span to start, no context to inject.
+        if InstrumentationSystem.instrument is NoOpInstrument {
+            return try await send(body, of: Event.self, messageID: messageID, headers: headers)
+        }
         return try await withSpan("\(Event.routingKey) publish", ofKind: .producer) { span in
             span.attributes["messaging.system"] = "rabbitmq"
             span.attributes["messaging.destination.name"] = exchange
             span.attributes["messaging.message.id"] = messageID
             var headers = headers
             InstrumentationSystem.instrument.inject(span.context, into: &headers, using: TraceContextInjector())
-            let properties = BasicProperties(
-                contentType: codec.contentType, headers: headers.isEmpty ? nil : headers, deliveryMode: deliveryMode,
-                messageID: messageID, timestamp: Date(), type: Event.eventType, appID: appID)
-            return try await channel.publishWithoutWaiting(
-                body, exchange: exchange, routingKey: Event.routingKey, mandatory: mandatory, properties: properties)
+            return try await send(body, of: Event.self, messageID: messageID, headers: headers)
         }
+    }
+
+    /// Publishes an encoded event with its properties.
+    nonisolated(nonsending) private func send<Event: AMQPEvent>(
+        _ body: [UInt8], of type: Event.Type, messageID: String, headers: FieldTable
+    ) async throws -> PublishConfirmation {
+        let properties = BasicProperties(
+            contentType: codec.contentType, headers: headers.isEmpty ? nil : headers, deliveryMode: deliveryMode,
+            messageID: messageID, timestamp: Date(), type: Event.eventType, appID: appID)
+        return try await channel.publishWithoutWaiting(
+            body, exchange: exchange, routingKey: Event.routingKey, mandatory: mandatory, properties: properties)
     }
 }
