@@ -35,8 +35,9 @@ import ServiceLifecycle
 /// message id in ``EventContext`` identifies a redelivered event). ``run()`` throws only when the
 /// connection closes for good.
 ///
-/// Observability: each handling is a `consumer` span that continues the trace the publisher
-/// wrote into the message headers (see ``EventPublisher``), and its duration is recorded in the
+/// Observability: with a tracer bootstrapped (swift-distributed-tracing), each handling is a
+/// `consumer` span that continues the trace the publisher wrote into the message headers (see
+/// ``EventPublisher``); with none, no span is made. Its duration is recorded in the
 /// `rabbitmq_events_handler_duration` timer.
 ///
 /// As a swift-service-lifecycle `Service`: on graceful shutdown it cancels its consumer, lets the

@@ -16,8 +16,8 @@ import Darwin
 /// never held back. The frames are the same, and as many (one `basic.ack` per `ack()`); only
 /// their packaging changes.
 ///
-/// Linux only; elsewhere every write goes out as it is made (BSD's `TCP_NOPUSH` does not send
-/// what it held back when it is cleared on every system).
+/// Linux only; elsewhere every write goes out as it is made (macOS's `TCP_NOPUSH` is not
+/// guaranteed to send what it held back when it is cleared).
 struct WriteCoalescer {
     /// The connection's socket; -1 when there is none.
     private let socket: Int32
