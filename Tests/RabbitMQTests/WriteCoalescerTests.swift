@@ -56,6 +56,5 @@ struct WriteCoalescerTests {
         writes.flush()
         #expect(!isCorked(client))
     }
-
 }
 #endif
