@@ -146,15 +146,25 @@ enum TestBroker {
 /// Plain sockets for tests: probing a port, and servers that misbehave on purpose.
 enum TCPProbe {
     static func canConnect(host: String, port: Int) -> Bool {
+        guard let fd = connectedSocket(host: host, port: port) else { return false }
+        close(fd)
+        return true
+    }
+
+    /// A TCP socket connected to `host:port` (close it when done), or nil when nothing accepts.
+    static func connectedSocket(host: String, port: Int) -> Int32? {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var result: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(port), &hints, &result) == 0, let info = result else { return false }
+        guard getaddrinfo(host, String(port), &hints, &result) == 0, let info = result else { return nil }
         defer { freeaddrinfo(result) }
         let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), info.pointee.ai_protocol)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0
+        guard fd >= 0 else { return nil }
+        guard Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
+            close(fd)
+            return nil
+        }
+        return fd
     }
 
     /// A loopback socket that listens but never accepts or answers: TCP connects (the kernel's
