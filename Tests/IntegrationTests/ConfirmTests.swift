@@ -175,4 +175,58 @@ struct ConfirmTests {
         }
         #expect(confirmed <= 20_000)
     }
+
+    /// `confirm.select` held back behind a slow method applies only to what is sent after it:
+    /// publishes that go out before it get no confirmation, and every confirm lands on its own
+    /// publish.
+    @Test func confirmSelectBehindASlowMethodCoversOnlyLaterPublishes() async throws {
+        let (configuration, proxy) = try TestBroker.configurationThroughProxy()
+        defer { proxy.stop() }
+        let connection = try await AMQPConnection.open(configuration)
+        let channel = try await connection.openChannel()
+        let queue = try await channel.queueDeclare(
+            "", exclusive: true, arguments: ["x-max-length": 150, "x-overflow": "reject-publish"]
+        ).name
+        // The proxy holds every byte: the declare waits for its reply and confirm.select waits
+        // behind it, while publishes from another task go out (in order, held by the proxy).
+        proxy.stall()
+        let slow = Task { try await channel.queueDeclare(queue, passive: true) }
+        try await Task.sleep(for: .milliseconds(200))  // arranges the order; asserts nothing
+        let selecting = Task { try await channel.confirmSelect(window: 1000) }
+        try await Task.sleep(for: .milliseconds(200))
+        var early: [PublishConfirmation] = []
+        for index in 0..<300 {
+            let body = Array("early \(index)".utf8)
+            do {
+                early.append(try await channel.publishWithoutWaiting(body, routingKey: queue))
+            } catch let error as AMQPError where error.code == .invalidArgument {
+                try await channel.publish(body, routingKey: queue)  // not in confirm mode yet
+            }
+        }
+        proxy.forward()
+        _ = try await slow.value
+        try await selecting.value
+        // The queue is full now (150 of the early ones): the broker refuses every later one.
+        var late: [PublishConfirmation] = []
+        for index in 0..<100 {
+            late.append(try await channel.publishWithoutWaiting(Array("late \(index)".utf8), routingKey: queue))
+        }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while (early + late).contains(where: { $0.result == nil }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(early.count == 0, "publishes sent before confirm.select were given confirmations")
+        #expect(early.allSatisfy { $0.result != nil } && late.allSatisfy { $0.result != nil }, "unsettled confirmations")
+        let lateVerdicts = late.map { confirmation -> String in
+            switch confirmation.result {
+            case .success: "confirmed"
+            case .failure(let error): error.code == .publishNacked ? "nacked" : "\(error)"
+            case nil: "none"
+            }
+        }
+        #expect(lateVerdicts == Array(repeating: "nacked", count: 100))
+        #expect(late.map(\.sequenceNumber) == Array(1...100))
+        #expect(try await channel.queueDeclare(queue, passive: true).messageCount == 150)
+        await connection.close()
+    }
 }

@@ -87,16 +87,28 @@ extension ConnectionCore {
 
     /// Puts the channel in confirm mode (`confirm.select`) with a window of at most `window`
     /// unconfirmed publishes. Again on a channel in confirm mode: only changes the window.
+    ///
+    /// Confirm mode applies to the publishes sent after `confirm.select`, never to those sent
+    /// before it (a slow method ahead of it on the channel can hold it back while publishes go
+    /// out): the broker numbers from the first publish after the method, so tracking starts when
+    /// the method is written, and callers see confirm mode only once `select-ok` is in. A publish
+    /// handed over in between is sent without a confirmation of its own, but counted, so the
+    /// numbers of the later ones match the broker's.
     func confirmSelect(on key: ChannelKey, window: Int) async throws {
         let record = try await usableRecord(key)
-        record.status.enterConfirmMode(window: window)
-        guard record.confirms == nil else { return }
-        // Numbering starts with the first publish after confirm.select, which the broker
-        // handles before anything sent later: track from now on.
-        record.confirms = ConfirmTracker(keepsPublishes: configuration.recovery.republishUnconfirmed)
-        _ = try await send(on: record, AMQP_CONFIRM_SELECT_METHOD, expecting: [AMQP_CONFIRM_SELECT_OK_METHOD]) { _ in
-            amqp_confirm_select_t(nowait: 0)
+        if record.confirms == nil {
+            // A second call while the first is in flight sends the method again (harmless):
+            // either way the caller sees confirm mode only after a select-ok.
+            _ = try await send(
+                on: record, AMQP_CONFIRM_SELECT_METHOD, expecting: [AMQP_CONFIRM_SELECT_OK_METHOD],
+                onTransmit: { [configuration] in
+                    if record.confirms == nil {
+                        record.confirms = ConfirmTracker(keepsPublishes: configuration.recovery.republishUnconfirmed)
+                    }
+                }
+            ) { _ in amqp_confirm_select_t(nowait: 0) }
         }
+        record.status.enterConfirmMode(window: window)
     }
 
     /// `basic.ack` / `basic.nack` from the broker for published messages.

@@ -188,11 +188,13 @@ extension ConnectionCore {
             }
         }
         if record.confirms != nil {
-            // Sequence numbers start again at 1 on the new channel.
-            record.confirms = ConfirmTracker(keepsPublishes: configuration.recovery.republishUnconfirmed)
-            _ = try await send(on: record, AMQP_CONFIRM_SELECT_METHOD, expecting: [AMQP_CONFIRM_SELECT_OK_METHOD]) { _ in
-                amqp_confirm_select_t(nowait: 0)
-            }
+            // Sequence numbers start again at 1 with the first publish after the method.
+            _ = try await send(
+                on: record, AMQP_CONFIRM_SELECT_METHOD, expecting: [AMQP_CONFIRM_SELECT_OK_METHOD],
+                onTransmit: { [configuration] in
+                    record.confirms = ConfirmTracker(keepsPublishes: configuration.recovery.republishUnconfirmed)
+                }
+            ) { _ in amqp_confirm_select_t(nowait: 0) }
         }
     }
 

@@ -394,7 +394,8 @@ actor ConnectionCore {
     /// before it have arrived (see ``PendingReply``).
     func send<Method: BitwiseCopyable>(
         on record: ChannelRecord, _ methodID: amqp_method_number_t, expecting replies: [amqp_method_number_t],
-        autoAck: Bool = false, recording: TopologyChange? = nil, build: (CArena) throws -> Method
+        autoAck: Bool = false, recording: TopologyChange? = nil, onTransmit: (() -> Void)? = nil,
+        build: (CArena) throws -> Method
     ) async throws -> MethodReply {
         let arena = CArena()
         var method = try build(arena)
@@ -410,7 +411,7 @@ actor ConnectionCore {
             record.pending.append(
                 PendingReply(
                     expected: replies, continuation: continuation, name: methodID.methodName, autoAck: autoAck,
-                    transmit: transmit, recording: recording))
+                    transmit: transmit, onTransmit: onTransmit, recording: recording))
             transmitNext(on: record)
         }
     }
@@ -424,6 +425,9 @@ actor ConnectionCore {
         let status = transmit(connection)
         if status != AMQP_STATUS_OK.rawValue {
             tearDown(connectionLost(status: status, while: "sending \(record.pending.first?.name ?? "a method")"))
+        } else if let onTransmit = record.pending.first?.onTransmit {
+            record.pending[0].onTransmit = nil
+            onTransmit()
         }
     }
 

@@ -53,6 +53,8 @@ struct PendingReply {
     var autoAck = false
     /// Sends the method on the connection given; `nil` once sent.
     var transmit: ((amqp_connection_state_t) -> Int32)?
+    /// Runs once the method is written: for mode changes that apply to what is sent after it.
+    var onTransmit: (() -> Void)?
     /// When the reply is overdue; set when the method is sent.
     var deadline: ContinuousClock.Instant?
     /// What the reply confirms, for recovery to do again.
