@@ -76,8 +76,13 @@ extension AMQPChannel {
     /// Acknowledges (or nacks) every outstanding delivery on the channel up to and including
     /// `deliveryTag` in one frame (`multiple`); tag 0 covers every outstanding delivery.
     ///
+    /// Tags keep growing across connection recoveries (see ``AMQPDelivery/deliveryTag``), so a
+    /// tag kept from before a recovery can never acknowledge a delivery that came after it.
+    ///
     /// - Throws: ``AMQPError/Code/alreadyAcknowledged`` when the tag is not outstanding;
-    ///   ``AMQPError/Code/channelClosed`` when the channel closed. Nothing is sent then.
+    ///   ``AMQPError/Code/staleDelivery`` when it came before the connection was lost and
+    ///   recovered (the broker redelivers those messages); ``AMQPError/Code/channelClosed`` when
+    ///   the channel closed. Nothing is sent then.
     public func acknowledgeMultiple(upTo deliveryTag: UInt64, _ kind: AcknowledgementKind = .ack) async throws {
         if case .reject = kind {
             throw AMQPError(.invalidArgument, "basic.reject takes one message; use .nack to reject several")

@@ -10,6 +10,10 @@ public struct AMQPDelivery: Sendable {
     /// The properties it was published with.
     public var properties: BasicProperties
     /// The channel-scoped tag that identifies it for acknowledgement.
+    ///
+    /// The broker's tag on the first connection; after a recovery the client adds the highest
+    /// tag seen before, so a channel's tags keep growing and an old tag never names a new
+    /// delivery.
     public var deliveryTag: UInt64
     /// Whether the broker delivered it before without an acknowledgement (a requeue, a
     /// recovered channel, a consumer that went away).

@@ -257,6 +257,48 @@ struct RecoveryTests {
         await connection.close()
     }
 
+    /// A tag kept from before a recovery must not acknowledge the new channel's deliveries
+    /// through `multiple`: tags keep growing across recoveries, so an old one is stale.
+    @Test func acknowledgeMultipleWithATagFromBeforeARecoveryIsStale() async throws {
+        let configuration = try TestBroker.configuration()
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        let queue = try await channel.queueDeclare(TestBroker.uniqueName("multiple"), durable: true).name
+        for index in 0..<200 { try await channel.publish("m\(index)", routingKey: queue) }
+        try await channel.basicQos(prefetchCount: 100)
+        let consumer = try await channel.consume(queue: queue)
+        var iterator = consumer.makeAsyncIterator()
+        var before: [AMQPDelivery] = []
+        for _ in 0..<50 { before.append(try #require(try await iterator.next())) }
+        let oldTag = before[49].deliveryTag
+
+        try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "multiple test")
+        #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
+        // The recovered consumer gets deliveries again (new tags on the broker's side).
+        var after: [AMQPDelivery] = []
+        for _ in 0..<60 { after.append(try #require(try await iterator.next())) }
+        #expect(after.allSatisfy { $0.deliveryTag > oldTag }, "tags grow across the recovery")
+
+        let error = await #expect(throws: AMQPError.self) { try await channel.acknowledgeMultiple(upTo: oldTag) }
+        #expect(error?.code == .staleDelivery)
+        // Nothing was acknowledged: all 200 are back in the queue once the channel closes.
+        await channel.close()
+        let check = try await connection.openChannel()
+        #expect(try await TestBroker.waitForMessageCount(200, in: queue, on: check))
+        // And a current tag still acknowledges exactly what it covers.
+        let again = try await check.consume(queue: queue)
+        var messages = again.makeAsyncIterator()
+        var received: [AMQPDelivery] = []
+        for _ in 0..<10 { received.append(try #require(try await messages.next())) }
+        try await check.acknowledgeMultiple(upTo: received[9].deliveryTag)
+        await check.close()
+        let last = try await connection.openChannel()
+        #expect(try await TestBroker.waitForMessageCount(190, in: queue, on: last))
+        try await last.queueDelete(queue)
+        await connection.close()
+    }
+
     @Test func reconnectsAreCountedAndLoggedAtInfo() async throws {
         let metrics = testMetrics
         let logs = CapturedLogs.Storage()

@@ -94,6 +94,24 @@ final class ChannelRecord {
     /// Mirrors ``ChannelStatus/generation``: which incarnation of the connection the channel's
     /// delivery tags belong to.
     var generation = 0
+    /// Added to the broker's delivery tags of this generation to make the tags the application
+    /// sees: the highest tag of the earlier generations, so tags keep growing across recoveries
+    /// and an old tag can never name a delivery of the new channel (the Java client does the same).
+    var tagOffset: UInt64 = 0
+    /// The highest tag (as the application sees it) delivered on the channel so far.
+    var highestTag: UInt64 = 0
+
+    /// The application's tag for a tag the broker sent on this generation's channel.
+    func applicationTag(_ brokerTag: UInt64) -> UInt64 {
+        let tag = brokerTag &+ tagOffset
+        if tag > highestTag { highestTag = tag }
+        return tag
+    }
+
+    /// The broker's tag for an application's tag of the current generation (0 stays 0: "all").
+    func brokerTag(_ applicationTag: UInt64) -> UInt64 {
+        applicationTag == 0 ? 0 : applicationTag &- tagOffset
+    }
 
     init(number: UInt16, id: UInt64) {
         self.number = number

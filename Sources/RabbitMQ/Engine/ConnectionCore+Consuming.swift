@@ -64,7 +64,7 @@ extension ConnectionCore {
             // In flight when basic.cancel was sent: give it back rather than to nobody.
             if !consumer.autoAck, let connection {
                 writes.willWrite()
-                let status = amqp_basic_reject(connection, record.number, content.deliveryTag, 1)
+                let status = amqp_basic_reject(connection, record.number, record.brokerTag(content.deliveryTag), 1)
                 if status != AMQP_STATUS_OK.rawValue { tearDown(connectionLost(status: status, while: "rejecting")) }
             }
             return
@@ -107,6 +107,7 @@ extension ConnectionCore {
             record.generation == generation
         else { return }
         let status: Int32
+        let deliveryTag = record.brokerTag(deliveryTag)
         writes.willWrite()
         switch kind {
         case .ack:

@@ -64,7 +64,7 @@ extension ConnectionCore {
             record.incoming = IncomingContent(
                 origin: .deliver,
                 content: DeliveryContent(
-                    deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0,
+                    deliveryTag: record.applicationTag(deliver.delivery_tag), redelivered: deliver.redelivered != 0,
                     exchange: record.recentStrings.string(deliver.exchange),
                     routingKey: record.recentStrings.string(deliver.routing_key),
                     consumerTag: record.recentStrings.string(deliver.consumer_tag), generation: record.generation))
@@ -146,7 +146,7 @@ extension ConnectionCore {
             record.incoming = IncomingContent(
                 origin: .get(waiting),
                 content: DeliveryContent(
-                    deliveryTag: ok.delivery_tag, redelivered: ok.redelivered != 0,
+                    deliveryTag: record.applicationTag(ok.delivery_tag), redelivered: ok.redelivered != 0,
                     exchange: String(copying: ok.exchange), routingKey: String(copying: ok.routing_key),
                     messageCount: ok.message_count, generation: record.generation))
             return

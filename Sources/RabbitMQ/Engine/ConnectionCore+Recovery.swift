@@ -110,7 +110,8 @@ extension ConnectionCore {
                             "the connection was lost before the broker confirmed the message, which may or may not have reached it")
                     ))
             }
-            record.generation = record.status.startNewGeneration()
+            record.tagOffset = record.highestTag
+            record.generation = record.status.startNewGeneration(tagsAbove: record.highestTag)
         }
     }
 

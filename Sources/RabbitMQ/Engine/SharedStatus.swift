@@ -80,6 +80,8 @@ final class ChannelStatus: Sendable {
         var outstandingTags = OutstandingTags()
         /// Counts the recoveries of the channel's connection: delivery tags belong to one.
         var generation = 0
+        /// Tags up to this one belong to earlier generations (tags grow across recoveries).
+        var staleTagsUpTo: UInt64 = 0
     }
 
     /// Outside confirm mode, most publishes handed over but not yet written: the bound on the
@@ -175,10 +177,12 @@ final class ChannelStatus: Sendable {
     /// The current generation: deliveries of earlier ones cannot be acknowledged.
     var generation: Int { state.withLock { $0.generation } }
 
-    /// The connection was lost: tags delivered so far mean nothing on the next connection.
-    func startNewGeneration() -> Int {
+    /// The connection was lost: tags delivered so far (all up to `tagsAbove`) mean nothing on
+    /// the next connection, whose tags start above them.
+    func startNewGeneration(tagsAbove highestTag: UInt64) -> Int {
         state.withLock { state in
             state.generation += 1
+            state.staleTagsUpTo = highestTag
             state.outstandingTags.removeAll()
             return state.generation
         }
@@ -193,7 +197,7 @@ final class ChannelStatus: Sendable {
                 throw reason.asClosed(
                     .channelClosed, "the delivery's channel is closed, so it cannot be acknowledged (the broker redelivers it)")
             }
-            guard generation == nil || generation == state.generation else {
+            guard generation == nil || generation == state.generation, tag == 0 || tag > state.staleTagsUpTo else {
                 throw AMQPError(
                     .staleDelivery,
                     "delivery tag \(tag) on channel \(number) came before the connection was lost and recovered; the broker redelivers the message")
