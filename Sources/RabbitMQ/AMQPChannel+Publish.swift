@@ -127,22 +127,21 @@ extension AMQPChannel {
     /// Puts the channel in transaction mode (`tx.select`): publishes and acknowledgements take
     /// effect only at ``txCommit()``. A channel cannot be in confirm and transaction mode both.
     public func txSelect() async throws {
-        _ = try await connection.core.call(
-            on: key, AMQP_TX_SELECT_METHOD, expecting: [AMQP_TX_SELECT_OK_METHOD], recording: .transactionsSelected
-        ) { _ in amqp_tx_select_t(dummy: 0) }
+        try await connection.core.selectTransactions(on: key)
     }
 
     /// Commits the publishes and acknowledgements since the last commit or rollback (`tx.commit`).
+    ///
+    /// - Throws: ``AMQPError/Code/transactionLost`` when the connection was lost and recovered
+    ///   since the transaction began: its first part died with the old connection, so the rest
+    ///   is rolled back rather than committed alone, and nothing of it takes effect. Publish it
+    ///   again in a new transaction.
     public func txCommit() async throws {
-        _ = try await connection.core.call(on: key, AMQP_TX_COMMIT_METHOD, expecting: [AMQP_TX_COMMIT_OK_METHOD]) { _ in
-            amqp_tx_commit_t(dummy: 0)
-        }
+        try await connection.core.commitTransaction(on: key)
     }
 
     /// Discards the publishes and acknowledgements since the last commit or rollback (`tx.rollback`).
     public func txRollback() async throws {
-        _ = try await connection.core.call(
-            on: key, AMQP_TX_ROLLBACK_METHOD, expecting: [AMQP_TX_ROLLBACK_OK_METHOD]
-        ) { _ in amqp_tx_rollback_t(dummy: 0) }
+        try await connection.core.rollBackTransaction(on: key)
     }
 }

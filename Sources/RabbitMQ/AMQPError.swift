@@ -22,7 +22,7 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
             case resourceLocked, timeout, heartbeatMissed, publishNacked, publishReturned
             case blockedTimeout, invalidArgument, libraryFailure, connectionFailed
             case protocolError, channelLimitReached, consumerCancelled, alreadyAcknowledged
-            case staleDelivery, recoveryFailed
+            case staleDelivery, recoveryFailed, transactionLost
         }
 
         private let base: Base
@@ -74,6 +74,10 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
         /// Automatic recovery gave up (see ``AMQPConnection/Configuration/Recovery``): the
         /// connection is closed for good; the message says what the last attempt met.
         public static let recoveryFailed = Code(.recoveryFailed)
+        /// The connection was lost and recovered in the middle of a transaction: what it
+        /// published and acknowledged before the loss is gone, so ``AMQPChannel/txCommit()``
+        /// rolls back the rest and fails with this. The next transaction starts clean.
+        public static let transactionLost = Code(.transactionLost)
 
         public var description: String { base.rawValue }
     }

@@ -299,6 +299,31 @@ struct RecoveryTests {
         await connection.close()
     }
 
+    /// A transaction cut by a recovery is lost as a whole: the commit after it fails and commits
+    /// nothing (neither the publishes before the loss nor those after it); the next one works.
+    @Test func commitAfterARecoveryFailsAndCommitsNothing() async throws {
+        let configuration = try TestBroker.configuration()
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        let queue = try await channel.queueDeclare(TestBroker.uniqueName("tx"), durable: true).name
+        try await channel.txSelect()
+        for index in 0..<10 { try await channel.publish("before \(index)", routingKey: queue) }
+        try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "tx test")
+        #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
+        for index in 0..<3 { try await channel.publish("after \(index)", routingKey: queue) }
+        let error = await #expect(throws: AMQPError.self) { try await channel.txCommit() }
+        #expect(error?.code == .transactionLost)
+        #expect(try await channel.queueDeclare(queue, passive: true).messageCount == 0)
+        // The channel is still transactional, with a fresh transaction.
+        try await channel.publish("next", routingKey: queue)
+        #expect(try await channel.queueDeclare(queue, passive: true).messageCount == 0)
+        try await channel.txCommit()
+        #expect(try await channel.queueDeclare(queue, passive: true).messageCount == 1)
+        try await channel.queueDelete(queue)
+        await connection.close()
+    }
+
     @Test func reconnectsAreCountedAndLoggedAtInfo() async throws {
         let metrics = testMetrics
         let logs = CapturedLogs.Storage()

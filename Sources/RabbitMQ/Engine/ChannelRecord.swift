@@ -89,6 +89,12 @@ final class ChannelRecord {
     var prefetch: (perConsumer: Prefetch?, global: Prefetch?)
     /// In transaction mode (`tx.select`), to select again after a recovery.
     var isTransactional = false
+    /// A recovery cut the current transaction: its first part died with the old connection, so
+    /// the next commit must not commit the rest (see ``AMQPError/Code/transactionLost``).
+    var transactionLost = false
+    /// Something was published or acknowledged since the last `tx.select`, `tx.commit` or
+    /// `tx.rollback` was written: a transaction in progress would lose it with the connection.
+    var transactionHasWork = false
     /// Opened by recovery to re-create the topology; not the application's.
     var isRecoveryChannel = false
     /// Mirrors ``ChannelStatus/generation``: which incarnation of the connection the channel's

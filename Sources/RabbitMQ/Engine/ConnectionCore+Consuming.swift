@@ -121,6 +121,7 @@ extension ConnectionCore {
             tearDown(connectionLost(status: status, while: "acknowledging"))
         } else {
             unreportedCounts.acknowledgementSent(kind)
+            record.transactionHasWork = true
         }
     }
 

@@ -74,6 +74,7 @@ extension ConnectionCore {
             return true
         }
         unreportedCounts.published += 1
+        record.transactionHasWork = true
         guard let confirms = record.confirms else { return true }
         let returnKey = publish.mandatory
             ? ConfirmTracker.ReturnKey(
@@ -215,5 +216,50 @@ extension ConnectionCore {
         while let publish = heldPublishes.popFirst() {
             publish.confirmation?.resolve(.failure(error))
         }
+    }
+}
+
+// MARK: - Transactions
+
+extension ConnectionCore {
+    /// `tx.select`: the first transaction holds what is published and acknowledged after it.
+    func selectTransactions(on key: ChannelKey) async throws {
+        let record = try await usableRecord(key)
+        _ = try await send(
+            on: record, AMQP_TX_SELECT_METHOD, expecting: [AMQP_TX_SELECT_OK_METHOD], recording: .transactionsSelected,
+            onTransmit: { record.transactionHasWork = false }
+        ) { _ in amqp_tx_select_t(dummy: 0) }
+    }
+
+    /// `tx.commit`, unless a recovery cut the transaction: then `tx.rollback` (the part sent
+    /// before the loss is gone, and the rest must not take effect alone) and
+    /// ``AMQPError/Code/transactionLost``.
+    func commitTransaction(on key: ChannelKey) async throws {
+        let record = try await usableRecord(key)
+        guard record.transactionLost else {
+            _ = try await send(
+                on: record, AMQP_TX_COMMIT_METHOD, expecting: [AMQP_TX_COMMIT_OK_METHOD],
+                onTransmit: { record.transactionHasWork = false }
+            ) { _ in amqp_tx_commit_t(dummy: 0) }
+            return
+        }
+        record.transactionLost = false
+        _ = try await send(
+            on: record, AMQP_TX_ROLLBACK_METHOD, expecting: [AMQP_TX_ROLLBACK_OK_METHOD],
+            onTransmit: { record.transactionHasWork = false }
+        ) { _ in amqp_tx_rollback_t(dummy: 0) }
+        throw AMQPError(
+            .transactionLost,
+            "the connection was lost and recovered during the transaction on channel \(key.number): it was rolled back; publish it again")
+    }
+
+    /// `tx.rollback`; a transaction cut by a recovery is then over too.
+    func rollBackTransaction(on key: ChannelKey) async throws {
+        let record = try await usableRecord(key)
+        record.transactionLost = false
+        _ = try await send(
+            on: record, AMQP_TX_ROLLBACK_METHOD, expecting: [AMQP_TX_ROLLBACK_OK_METHOD],
+            onTransmit: { record.transactionHasWork = false }
+        ) { _ in amqp_tx_rollback_t(dummy: 0) }
     }
 }

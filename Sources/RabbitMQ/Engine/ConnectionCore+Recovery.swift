@@ -110,6 +110,8 @@ extension ConnectionCore {
                             "the connection was lost before the broker confirmed the message, which may or may not have reached it")
                     ))
             }
+            if record.isTransactional, record.transactionHasWork { record.transactionLost = true }
+            record.transactionHasWork = false
             record.tagOffset = record.highestTag
             record.generation = record.status.startNewGeneration(tagsAbove: record.highestTag)
         }
