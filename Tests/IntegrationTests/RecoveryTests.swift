@@ -213,6 +213,44 @@ struct RecoveryTests {
         await connection.close()
     }
 
+    /// A second loss while the channels are being opened again must not drop the ones in the
+    /// middle of reopening: the next attempt opens every channel, and each one works.
+    @Test func lossWhileChannelsAreReopenedKeepsEveryChannel() async throws {
+        let (configuration, proxy) = try TestBroker.configurationThroughProxy()
+        defer { proxy.stop() }
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        var channels: [AMQPChannel] = []
+        for _ in 0..<150 { channels.append(try await connection.openChannel()) }
+        let queue = try await channels[149].queueDeclare(TestBroker.uniqueName("reopen"), durable: true).name
+        let consumer = try await channels[149].consume(queue: queue)
+
+        // The login takes well under 1,500 bytes from the broker, each channel.open-ok 16: the
+        // cut lands while the channels are being opened again.
+        proxy.cutNextConnection(afterBrokerBytes: 1500)
+        proxy.cut()
+        #expect(try await events.waitFor(within: .seconds(20), EventLog.isDisconnected))
+        proxy.forward()
+        #expect(try await events.waitFor(within: .seconds(60), EventLog.isRecovered))
+        #expect(events.count { if case .recoveryAttemptFailed = $0 { true } else { false } } >= 1)
+
+        var closed: [UInt16] = []
+        for channel in channels {
+            do {
+                try await channel.exchangeDeclare("amq.topic", type: .topic, passive: true)
+            } catch {
+                closed.append(channel.number)
+            }
+        }
+        #expect(closed.isEmpty, "channels lost by the recovery: \(closed)")
+        // The last channel's consumer is back too.
+        try await channels[0].publish("after", routingKey: queue)
+        var iterator = consumer.makeAsyncIterator()
+        #expect(try await iterator.next()?.bodyString == "after")
+        try await channels[0].queueDelete(queue)
+        await connection.close()
+    }
+
     @Test func recoveryGivesUpAfterItsAttemptsAndSaysWhy() async throws {
         var (configuration, proxy) = try TestBroker.configurationThroughProxy()
         defer { proxy.stop() }

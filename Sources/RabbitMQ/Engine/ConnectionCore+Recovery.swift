@@ -177,8 +177,10 @@ extension ConnectionCore {
 
     /// Opens the channel again under its number, with its prefetch, and its confirm or
     /// transaction mode (a transaction open at the loss is lost with it, as a rollback).
+    ///
+    /// The record stays in the `open` phase meanwhile: it is the application's open channel,
+    /// and a loss in the middle of reopening must keep it for the next attempt like the others.
     private func reopen(_ record: ChannelRecord) async throws {
-        record.phase = .opening
         try await openOnBroker(record)
         for prefetch in [record.prefetch.global, record.prefetch.perConsumer].compactMap({ $0 }) {
             _ = try await send(on: record, AMQP_BASIC_QOS_METHOD, expecting: [AMQP_BASIC_QOS_OK_METHOD]) { _ in
