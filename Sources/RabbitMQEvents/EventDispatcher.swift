@@ -8,8 +8,11 @@ import ServiceLifecycle
 /// at-least-once consumer needs written once:
 ///
 /// - **Success**: the handler returns, the delivery is acknowledged.
-/// - **Failure**: the handler throws; the delivery is requeued and retried until
-///   ``Configuration/maxAttempts``, then dead-lettered with the attempt count and the error.
+/// - **Failure**: the handler throws; the event is retried until ``Configuration/maxAttempts``,
+///   then dead-lettered with the attempt count and the error. A retry is a copy of the message
+///   published to the back of the queue (confirmed) with the failed attempts counted in the
+///   ``RetryHeader/failedAttempts`` header, then the original is acknowledged: the count is
+///   right on every queue type (classic queues count no deliveries) and every broker version.
 /// - **Poison**: a body that does not decode, or an event type with no handler, is dead-lettered
 ///   at once with the reason. Nothing is requeued in a loop; nothing is dropped.
 ///
@@ -24,7 +27,8 @@ import ServiceLifecycle
 /// ```
 ///
 /// ``run()`` opens its own connection and declares the topology: the exchange (durable topic),
-/// the queue (durable quorum queue, which counts deliveries in `x-delivery-count`), its bindings,
+/// the queue (durable quorum queue, which also counts redeliveries after a crash in
+/// `x-delivery-count`: they count as attempts too), its bindings,
 /// and a dead-letter exchange and queue (`<queue>.dead-letter`). Handlers run concurrently, at
 /// most ``Configuration/prefetch`` at a time.
 ///
@@ -104,6 +108,16 @@ public final class EventDispatcher: Service {
         public static let routingKey = "x-dead-letter-original-routing-key"
     }
 
+    /// Header names the dispatcher writes on the copies it publishes to retry an event.
+    public enum RetryHeader {
+        /// How many handlings of the event failed so far (an integer).
+        public static let failedAttempts = "x-failed-attempts"
+        /// The exchange the event was first published to (the copy goes straight to the queue).
+        public static let originalExchange = "x-original-exchange"
+        /// The routing key the event was first published with; handlers and dead letters see it.
+        public static let originalRoutingKey = "x-original-routing-key"
+    }
+
     let connectionConfiguration: AMQPConnection.Configuration
     /// The dispatcher's configuration.
     public let configuration: Configuration
@@ -148,8 +162,8 @@ public final class EventDispatcher: Service {
         if configuration.declaresTopology {
             try await connection.withChannel { try await self.declareTopology(on: $0) }
         }
-        let deadLetters = try await connection.openChannel()
-        try await deadLetters.confirmSelect()
+        let publishing = try await connection.openChannel()  // retries and dead letters, confirmed
+        try await publishing.confirmSelect()
         let channel = try await connection.openChannel()
         try await channel.basicQos(prefetchCount: configuration.prefetch)
         let consumer = try await channel.consume(queue: configuration.queue)
@@ -159,12 +173,12 @@ public final class EventDispatcher: Service {
         // Handlers are child tasks: they inherit the preference (none unless configured).
         let executor = configuration.runsHandlersOnConnectionThread ? connection.taskExecutor : nil
         try await withTaskExecutorPreference(executor) {
-            try await consume(consumer, on: connection, deadLetters: deadLetters)
+            try await consume(consumer, on: connection, publishing: publishing)
         }
     }
 
     /// The consumer loop: a handler task per delivery, at most the prefetch at a time.
-    private func consume(_ consumer: AMQPConsumer, on connection: AMQPConnection, deadLetters: AMQPChannel) async throws {
+    private func consume(_ consumer: AMQPConsumer, on connection: AMQPConnection, publishing: AMQPChannel) async throws {
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 var running = 0
@@ -174,7 +188,7 @@ public final class EventDispatcher: Service {
                         try await group.next()
                         running -= 1
                     }
-                    group.addTask { await self.handle(delivery, deadLetters: deadLetters) }
+                    group.addTask { await self.handle(delivery, publishing: publishing) }
                     running += 1
                 }
                 if Task.isCancelled {
@@ -235,25 +249,30 @@ public final class EventDispatcher: Service {
 
     // MARK: - One delivery
 
-    func handle(_ delivery: AMQPDelivery, deadLetters: AMQPChannel) async {
+    func handle(_ delivery: AMQPDelivery, publishing: AMQPChannel) async {
         let headers = delivery.properties.headers ?? [:]
-        // Quorum queues count earlier deliveries that were not acknowledged.
-        let attempt = Int(headers["x-delivery-count"]?.int64Value ?? 0) + 1
+        // Failed handlings, counted by the dispatcher in the copies it retries with; quorum
+        // queues also count deliveries that were never acknowledged (a crash, a lost connection).
+        let failed = max(headers[RetryHeader.failedAttempts]?.int64Value ?? 0, 0)
+        let redeliveries = max(headers["x-delivery-count"]?.int64Value ?? 0, 0)
+        let attempt = Int(clamping: failed &+ redeliveries &+ 1)
+        // A retried copy came through the default exchange: the original route is in headers.
+        let routingKey = headers[RetryHeader.originalRoutingKey]?.stringValue ?? delivery.routingKey
         let type = delivery.properties.type
-        guard let entry = handlers.entry(type: type, routingKey: delivery.routingKey) else {
-            let what = type.map { "type '\($0)'" } ?? "routing key '\(delivery.routingKey)'"
-            await deadLetter(delivery, reason: "unknown-type", error: "no handler for \(what)", attempts: attempt, deadLetters)
+        guard let entry = handlers.entry(type: type, routingKey: routingKey) else {
+            let what = type.map { "type '\($0)'" } ?? "routing key '\(routingKey)'"
+            await deadLetter(delivery, reason: "unknown-type", error: "no handler for \(what)", attempts: attempt, publishing)
             return
         }
         let event: any Sendable
         do {
             event = try entry.decode(configuration.codec, delivery.body)
         } catch {
-            await deadLetter(delivery, reason: "undecodable", error: "\(error)", attempts: attempt, deadLetters)
+            await deadLetter(delivery, reason: "undecodable", error: "\(error)", attempts: attempt, publishing)
             return
         }
         let context = EventContext(
-            messageID: delivery.properties.messageID, eventType: type, routingKey: delivery.routingKey,
+            messageID: delivery.properties.messageID, eventType: type, routingKey: routingKey,
             redelivered: delivery.redelivered, attempt: attempt, headers: headers, properties: delivery.properties)
         do {
             let started = ContinuousClock.now
@@ -266,7 +285,7 @@ public final class EventDispatcher: Service {
                 // The handler's span continues the publisher's trace, from the message headers.
                 var trace = ServiceContext.topLevel
                 instrument.extract(headers, into: &trace, using: TraceContextExtractor())
-                try await withSpan("\(type ?? delivery.routingKey) process", context: trace, ofKind: .consumer) { span in
+                try await withSpan("\(type ?? routingKey) process", context: trace, ofKind: .consumer) { span in
                     span.attributes["messaging.system"] = "rabbitmq"
                     span.attributes["messaging.message.id"] = delivery.properties.messageID
                     try await entry.handle(event, context)
@@ -274,10 +293,10 @@ public final class EventDispatcher: Service {
             }
         } catch {
             if attempt >= configuration.maxAttempts {
-                await deadLetter(delivery, reason: "retries-exhausted", error: "\(error)", attempts: attempt, deadLetters)
+                await deadLetter(delivery, reason: "retries-exhausted", error: "\(error)", attempts: attempt, publishing)
             } else {
-                logger.debug("handler failed; requeued", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
-                try? await delivery.nack(requeue: true)
+                logger.debug("handler failed; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                await retry(delivery, failedAttempts: attempt, publishing)
             }
             return
         }
@@ -286,6 +305,29 @@ public final class EventDispatcher: Service {
         } catch {
             // The channel closed: the broker redelivers it, and the handler runs again.
             logger.debug("could not acknowledge", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Publishes a copy of the message to the back of the queue with the failed attempts so far,
+    /// waits for the confirm, then acknowledges the original. If that fails, the original goes
+    /// back to the broker instead (`basic.reject`, which quorum queues count).
+    private func retry(_ delivery: AMQPDelivery, failedAttempts: Int, _ channel: AMQPChannel) async {
+        var properties = delivery.properties
+        var headers = properties.headers ?? [:]
+        headers[RetryHeader.failedAttempts] = .int64(Int64(failedAttempts))
+        if headers[RetryHeader.originalRoutingKey] == nil {
+            headers[RetryHeader.originalExchange] = .string(delivery.exchange)
+            headers[RetryHeader.originalRoutingKey] = .string(delivery.routingKey)
+        }
+        // The broker's count belongs to the original; the copy's attempts are in our header.
+        headers["x-delivery-count"] = nil
+        properties.headers = headers
+        do {
+            try await channel.publish(delivery.body, exchange: "", routingKey: configuration.queue, properties: properties)
+            try await delivery.ack()
+        } catch {
+            logger.debug("could not retry through a copy; rejected", metadata: ["error": "\(error)"])
+            try? await delivery.reject(requeue: true)
         }
     }
 
@@ -301,18 +343,25 @@ public final class EventDispatcher: Service {
         headers[DeadLetterHeader.error] = .string(String(error.prefix(1000)))
         headers[DeadLetterHeader.attempts] = .int64(Int64(attempts))
         headers[DeadLetterHeader.queue] = .string(configuration.queue)
-        headers[DeadLetterHeader.exchange] = .string(delivery.exchange)
-        headers[DeadLetterHeader.routingKey] = .string(delivery.routingKey)
+        let exchange = headers[RetryHeader.originalExchange]?.stringValue ?? delivery.exchange
+        let routingKey = headers[RetryHeader.originalRoutingKey]?.stringValue ?? delivery.routingKey
+        headers[DeadLetterHeader.exchange] = .string(exchange)
+        headers[DeadLetterHeader.routingKey] = .string(routingKey)
+        // Counts of this life of the event: sent back once fixed, it starts again at attempt 1.
+        headers[RetryHeader.failedAttempts] = nil
+        headers[RetryHeader.originalExchange] = nil
+        headers[RetryHeader.originalRoutingKey] = nil
+        headers["x-delivery-count"] = nil
         properties.headers = headers
         logger.debug("dead-lettering", metadata: ["reason": .string(reason), "error": .string(error)])
         do {
             try await channel.publish(
-                delivery.body, exchange: configuration.deadLetterExchange, routingKey: delivery.routingKey,
+                delivery.body, exchange: configuration.deadLetterExchange, routingKey: routingKey,
                 properties: properties)
             try await delivery.ack()
         } catch {
-            logger.debug("could not dead-letter; requeued", metadata: ["error": "\(error)"])
-            try? await delivery.nack(requeue: true)
+            logger.debug("could not dead-letter; rejected", metadata: ["error": "\(error)"])
+            try? await delivery.reject(requeue: true)
         }
     }
 }

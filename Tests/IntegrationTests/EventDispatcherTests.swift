@@ -196,7 +196,9 @@ struct EventDispatcherTests {
         }
         let calls = await recorder.calls
         #expect(calls.map(\.context.attempt) == [1, 2, 3])
-        #expect(calls.map(\.context.redelivered) == [false, true, true])
+        // Each retry is a new copy (the broker's redelivered flag is for deliveries it sent before).
+        #expect(calls.map(\.context.redelivered) == [false, false, false])
+        #expect(calls.map { $0.context.headers[EventDispatcher.RetryHeader.failedAttempts]?.int64Value } == [nil, 1, 2])
         #expect(try await counts(configuration) == (0, 0))
         try await cleanUp(configuration)
     }
@@ -228,6 +230,43 @@ struct EventDispatcherTests {
             #expect(order.orderID == "doomed")
         }
         #expect(await recorder.calls.map(\.context.attempt) == [1, 2, 3])
+        #expect(try await counts(configuration) == (0, 0))
+        try await cleanUp(configuration)
+    }
+
+    /// A classic queue counts no deliveries (no `x-delivery-count`): the dispatcher counts the
+    /// attempts itself, so a failing event is still retried a bounded number of times and then
+    /// dead-lettered.
+    @Test func retriesAreBoundedOnAClassicQueue() async throws {
+        var configuration = configuration("classic")
+        configuration.declaresTopology = false
+        configuration.maxAttempts = 3
+        try await TestBroker.connect().withChannel { channel in
+            try await channel.exchangeDeclare(configuration.exchange, type: .topic, durable: true)
+            try await channel.exchangeDeclare(configuration.deadLetterExchange, type: .fanout, durable: true)
+            try await channel.queueDeclare(configuration.deadLetterQueue, durable: true)
+            try await channel.queueBind(configuration.deadLetterQueue, exchange: configuration.deadLetterExchange)
+            try await channel.queueDeclare(configuration.queue, durable: true, arguments: ["x-queue-type": "classic"])
+            try await channel.queueBind(configuration.queue, exchange: configuration.exchange, routingKey: "order.*")
+        }
+        let recorder = Recorder()
+        var handlers = EventHandlers()
+        handlers.on(OrderCreated.self) { _, context in
+            await recorder.record("attempt", context)
+            throw Failure(description: "always")
+        }
+        try await withDispatcher(configuration, handlers) { connection in
+            let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
+            try await publisher.publish(OrderCreated(orderID: "classic", customerID: "c", items: []), messageID: "m-classic")
+            let letters = try await deadLetters(configuration, expected: 1)
+            let letter = try #require(letters.first)
+            #expect(letter.properties.headers?[EventDispatcher.DeadLetterHeader.reason]?.stringValue == "retries-exhausted")
+            #expect(letter.properties.headers?[EventDispatcher.DeadLetterHeader.attempts]?.int64Value == 3)
+            #expect(letter.properties.messageID == "m-classic")
+        }
+        let attempts = await recorder.calls.map(\.context.attempt)
+        #expect(attempts.count == 3, "the handler ran \(attempts.count) times")
+        #expect(attempts.prefix(10) == [1, 2, 3])
         #expect(try await counts(configuration) == (0, 0))
         try await cleanUp(configuration)
     }
