@@ -100,6 +100,20 @@ extension AMQPChannel {
         try await connection.core.recover(on: key, requeue: requeue)
     }
 
+    /// Hands a delivery nobody will handle back to the broker (`basic.nack`, requeued): a
+    /// delivery given back without a failure counts no attempt. Nothing happens for one that
+    /// cannot be acknowledged any more (a closed channel, a recovery since).
+    func giveBack(_ content: DeliveryContent) {
+        guard
+            (try? key.status.takeOutstanding(
+                content.deliveryTag, multiple: false, generation: content.generation, channel: number)) != nil
+        else { return }
+        connection.core.executor.enqueue(
+            .acknowledge(
+                key: key, generation: content.generation, deliveryTag: content.deliveryTag, multiple: false,
+                kind: .nack(requeue: true)))
+    }
+
     func acknowledge(_ delivery: AMQPDelivery, _ kind: AcknowledgementKind) throws {
         guard !delivery.isAutoAcknowledged else {
             throw AMQPError(.alreadyAcknowledged, "delivery \(delivery.deliveryTag) was auto-acknowledged by the broker")

@@ -19,9 +19,11 @@
 ///   was deleted, or a quorum queue's leader moved away);
 /// - with the close reason when the broker closes the channel or the connection fails.
 ///
-/// Leaving the `for` loop early (or cancelling its task) cancels the consumer on the broker, and
-/// unacknowledged deliveries go back to the queue when the channel closes. Iterate a consumer
-/// from one task only.
+/// Leaving the `for` loop early (`break`, `return`, a thrown error, or its task cancelled) cancels
+/// the consumer on the broker, even while the consumer value is still in scope, and gives back
+/// (`basic.nack` with requeue) the deliveries the loop never saw, so other consumers get them at
+/// once. Deliveries the loop did see stay the application's to acknowledge; unacknowledged ones
+/// go back to the queue when the channel closes. Iterate a consumer from one task only, once.
 public struct AMQPConsumer: AsyncSequence, Sendable {
     public typealias Element = AMQPDelivery
 
@@ -33,7 +35,9 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     let stream: AsyncThrowingStream<[DeliveryContent], any Error>
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: stream.makeAsyncIterator(), channel: channel, autoAck: autoAck)
+        AsyncIterator(
+            state: IterationState(
+                base: stream.makeAsyncIterator(), stream: stream, channel: channel, tag: tag, autoAck: autoAck))
     }
 
     /// Cancels the consumer (`basic.cancel`); the sequence ends once the broker confirms.
@@ -42,17 +46,59 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     }
 
     /// Iterates the deliveries.
+    ///
+    /// Dropping the iterator before the sequence ended (leaving the `for` loop with `break`,
+    /// `return` or a thrown error) cancels the consumer on the broker and gives back, requeued,
+    /// every delivery the iterator received but never returned; deliveries it returned stay the
+    /// application's to acknowledge.
     public struct AsyncIterator: AsyncIteratorProtocol {
+        let state: IterationState
+
+        nonisolated(nonsending) public mutating func next() async throws -> AMQPDelivery? {
+            try await state.next()
+        }
+    }
+
+    /// What an iterator holds, in a class so that its end is noticed: when the last copy of the
+    /// iterator goes away before the sequence ended, the consumer is abandoned.
+    final class IterationState {
         var base: AsyncThrowingStream<[DeliveryContent], any Error>.AsyncIterator
+        /// For giving back what is still buffered once the iterator is gone.
+        let stream: AsyncThrowingStream<[DeliveryContent], any Error>
         let channel: AMQPChannel
+        let tag: String
         let autoAck: Bool
         /// The batch being handed out, and the next position in it.
         var batch: [DeliveryContent] = []
         var position = 0
+        /// The sequence ended (normally or with an error): nothing to give back.
+        var ended = false
 
-        nonisolated(nonsending) public mutating func next() async throws -> AMQPDelivery? {
+        init(
+            base: AsyncThrowingStream<[DeliveryContent], any Error>.AsyncIterator,
+            stream: AsyncThrowingStream<[DeliveryContent], any Error>, channel: AMQPChannel, tag: String,
+            autoAck: Bool
+        ) {
+            self.base = base
+            self.stream = stream
+            self.channel = channel
+            self.tag = tag
+            self.autoAck = autoAck
+        }
+
+        nonisolated(nonsending) func next() async throws -> AMQPDelivery? {
             while position == batch.count {
-                guard let next = try await base.next(isolation: #isolation) else { return nil }
+                let next: [DeliveryContent]?
+                do {
+                    next = try await base.next(isolation: #isolation)
+                } catch {
+                    ended = true
+                    throw error
+                }
+                guard let next else {
+                    ended = true
+                    return nil
+                }
                 // Deliveries from before a recovery cannot be acknowledged any more, and the
                 // broker redelivers them: skip them. (Auto-acknowledged ones are not coming back.)
                 if !autoAck, let first = next.first, first.generation != channel.key.status.generation { continue }
@@ -61,6 +107,26 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
             }
             defer { position += 1 }
             return AMQPDelivery(batch[position], channel: channel, autoAck: autoAck)
+        }
+
+        deinit {
+            guard !ended else { return }
+            // Abandoned: cancel the consumer, and give back what nobody will see. Deliveries
+            // still arriving before cancel-ok are given back by the connection.
+            let unseen = autoAck ? [] : Array(batch[position...])
+            let (channel, tag, stream, autoAck) = (channel, tag, stream, autoAck)
+            Task {
+                for delivery in unseen { channel.giveBack(delivery) }
+                await channel.connection.core.cancelConsumer(on: channel.key, tag: tag)
+                guard !autoAck else { return }
+                do {
+                    for try await batch in stream {
+                        for delivery in batch { channel.giveBack(delivery) }
+                    }
+                } catch {
+                    // The channel or connection closed: the broker requeues what was unacknowledged.
+                }
+            }
         }
     }
 }

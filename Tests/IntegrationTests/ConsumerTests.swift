@@ -228,6 +228,40 @@ struct ConsumerTests {
         await connection.close()
     }
 
+    /// Leaving the loop with the consumer still in scope cancels it, and the deliveries the
+    /// loop never saw go back to the queue at once (the channel stays open and usable).
+    @Test(arguments: [false, true])
+    func leavingTheLoopGivesBackWhatItNeverSaw(onConnectionThread: Bool) async throws {
+        let (connection, channel, queue) = try await setUp()
+        for index in 0..<100 { try await channel.publish("m\(index)", routingKey: queue) }
+        #expect(try await TestBroker.waitForMessageCount(100, in: queue, on: channel))
+        try await channel.basicQos(prefetchCount: 50)
+        let consumer = try await channel.consume(queue: queue)
+        let executor = onConnectionThread ? connection.taskExecutor : nil
+        let handled = try await withTaskExecutorPreference(executor) {
+            var handled = 0
+            for try await delivery in consumer {
+                try await delivery.ack()
+                handled += 1
+                if handled == 5 { break }
+            }
+            return handled
+        }
+        #expect(handled == 5)
+        // Within a generous limit: no consumer, and the 45 prefetched but unseen are ready again.
+        let deadline = ContinuousClock.now + .seconds(30)
+        var state = try await channel.queueDeclare(queue, passive: true)
+        while (state.consumerCount != 0 || state.messageCount != 95), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            state = try await channel.queueDeclare(queue, passive: true)
+        }
+        #expect(state.consumerCount == 0)
+        #expect(state.messageCount == 95)
+        #expect(channel.isOpen)
+        withExtendedLifetime(consumer) {}
+        await connection.close()
+    }
+
     /// RabbitMQ answers consume and cancel from the queue's process, so a method sent after them
     /// on the same channel may be answered first: synchronous methods must not be pipelined.
     @Test func consumeAndCancelInterleavedWithOtherMethodsOnOneChannel() async throws {

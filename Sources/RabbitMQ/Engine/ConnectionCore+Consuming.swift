@@ -61,11 +61,12 @@ extension ConnectionCore {
             return
         }
         if consumer.cancelling {
-            // In flight when basic.cancel was sent: give it back rather than to nobody.
+            // In flight when basic.cancel was sent: give it back rather than to nobody (a nack:
+            // it did not fail, so it must not count as an attempt where rejects are counted).
             if !consumer.autoAck, let connection {
                 writes.willWrite()
-                let status = amqp_basic_reject(connection, record.number, record.brokerTag(content.deliveryTag), 1)
-                if status != AMQP_STATUS_OK.rawValue { tearDown(connectionLost(status: status, while: "rejecting")) }
+                let status = amqp_basic_nack(connection, record.number, record.brokerTag(content.deliveryTag), 0, 1)
+                if status != AMQP_STATUS_OK.rawValue { tearDown(connectionLost(status: status, while: "giving back")) }
             }
             return
         }
