@@ -15,7 +15,8 @@ public final class PublishConfirmation: Sendable {
     private struct State {
         var sequenceNumber: UInt64 = 0
         var result: Result<Void, AMQPError>?
-        var waiters: [CheckedContinuation<Void, any Error>] = []
+        var waiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+        var nextWaiterID = 0
     }
 
     private let state = Locked(State())
@@ -32,6 +33,9 @@ public final class PublishConfirmation: Sendable {
 
     /// Waits until the broker confirms the message.
     ///
+    /// Cancelling the waiting task ends the wait at once with `CancellationError`; the message
+    /// is not withdrawn (it may already be on its way), and its verdict still arrives here.
+    ///
     /// - Throws: ``AMQPError/Code/publishNacked`` when the broker refused it (e.g. a full queue
     ///   with `x-overflow: reject-publish`), ``AMQPError/Code/publishReturned`` when it was
     ///   `mandatory` and unroutable (reply code 312), or the channel's or connection's close
@@ -40,12 +44,31 @@ public final class PublishConfirmation: Sendable {
     nonisolated(nonsending) public func wait() async throws {
         let result: Result<Void, AMQPError>? = state.withLock { $0.result }
         if let result { return try result.get() }
-        try await withCheckedThrowingContinuation { continuation in
-            let result: Result<Void, AMQPError>? = state.withLock { state in
-                if state.result == nil { state.waiters.append(continuation) }
-                return state.result
+        let id = state.withLock { state in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                enum Decision { case wait, resume(Result<Void, AMQPError>), cancelled }
+                let decision: Decision = state.withLock { state in
+                    if let result = state.result { return .resume(result) }
+                    // Checked under the lock: a cancellation after this finds the waiter.
+                    if Task.isCancelled { return .cancelled }
+                    state.waiters.append((id, continuation))
+                    return .wait
+                }
+                switch decision {
+                case .wait: break
+                case .resume(let result): continuation.resume(with: result.mapError { $0 })
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                }
             }
-            if let result { continuation.resume(with: result.mapError { $0 }) }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                state.waiters.firstIndex { $0.id == id }.map { state.waiters.remove(at: $0).continuation }
+            }
+            waiter?.resume(throwing: CancellationError())
         }
     }
 
@@ -54,12 +77,12 @@ public final class PublishConfirmation: Sendable {
 
     /// Records the verdict; only the first counts.
     func resolve(_ result: Result<Void, AMQPError>) {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+        let waiters = state.withLock { state -> [(id: Int, continuation: CheckedContinuation<Void, any Error>)] in
             guard state.result == nil else { return [] }
             state.result = result
             defer { state.waiters.removeAll() }
             return state.waiters
         }
-        for waiter in waiters { waiter.resume(with: result.mapError { $0 }) }
+        for waiter in waiters { waiter.continuation.resume(with: result.mapError { $0 }) }
     }
 }

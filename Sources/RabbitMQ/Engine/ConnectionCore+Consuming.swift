@@ -25,6 +25,16 @@ extension ConnectionCore {
                     no_ack: amqpBoolean(autoAck), exclusive: amqpBoolean(exclusive), nowait: 0,
                     arguments: try arena.table(arguments))
             }
+        } catch is CancellationError {
+            // The caller was cancelled, perhaps after basic.consume went out: cancel it after
+            // its reply (RabbitMQ answers a cancel of an unknown tag too), giving back whatever
+            // arrives meanwhile.
+            continuation.finish(throwing: CancellationError())
+            if let consumer = record.consumers[tag], !consumer.cancelling {
+                consumer.cancelling = true
+                Task { await self.sendCancel(tag, on: key) }
+            }
+            throw CancellationError()
         } catch {
             record.consumers[tag] = nil
             continuation.finish(throwing: error)
@@ -46,6 +56,12 @@ extension ConnectionCore {
             return
         }
         consumer.cancelling = true
+        await sendCancel(tag, on: key)
+    }
+
+    /// `basic.cancel` for a consumer marked as cancelling; the consumer goes at `cancel-ok`.
+    func sendCancel(_ tag: String, on key: ChannelKey) async {
+        guard let record = try? await usableRecord(key) else { return }
         _ = try? await send(on: record, AMQP_BASIC_CANCEL_METHOD, expecting: [AMQP_BASIC_CANCEL_OK_METHOD]) { arena in
             amqp_basic_cancel_t(consumer_tag: arena.bytes(tag), nowait: 0)
         }
@@ -61,13 +77,8 @@ extension ConnectionCore {
             return
         }
         if consumer.cancelling {
-            // In flight when basic.cancel was sent: give it back rather than to nobody (a nack:
-            // it did not fail, so it must not count as an attempt where rejects are counted).
-            if !consumer.autoAck, let connection {
-                writes.willWrite()
-                let status = amqp_basic_nack(connection, record.number, record.brokerTag(content.deliveryTag), 0, 1)
-                if status != AMQP_STATUS_OK.rawValue { tearDown(connectionLost(status: status, while: "giving back")) }
-            }
+            // In flight when basic.cancel was sent: give it back rather than to nobody.
+            if !consumer.autoAck { giveBack(content, on: record) }
             return
         }
         if !consumer.autoAck { record.status.deliveryOutstanding(content.deliveryTag) }
@@ -78,6 +89,15 @@ extension ConnectionCore {
             record.hasUnflushedDeliveries = true
             channelsWithDeliveries.append(record)
         }
+    }
+
+    /// Hands a delivery nobody will handle back to the broker: `basic.nack` with requeue (it did
+    /// not fail, so it must not count as an attempt where brokers count rejects).
+    func giveBack(_ content: DeliveryContent, on record: ChannelRecord) {
+        guard let connection else { return }
+        writes.willWrite()
+        let status = amqp_basic_nack(connection, record.number, record.brokerTag(content.deliveryTag), 0, 1)
+        if status != AMQP_STATUS_OK.rawValue { tearDown(connectionLost(status: status, while: "giving back")) }
     }
 
     /// `basic.cancel` from the broker: the queue was deleted, or similar. The sequence ends with

@@ -210,8 +210,13 @@ extension ConnectionCore {
         switch incoming.origin {
         case .get(let waiting):
             unreportedCounts.delivered += 1
-            if !waiting.autoAck { record.status.deliveryOutstanding(incoming.content.deliveryTag) }
-            waiting.continuation.resume(returning: .getOk(incoming.content))
+            if waiting.continuation.isAbandoned {
+                // The caller was cancelled: give the message back rather than leave it unacknowledged.
+                if !waiting.autoAck { giveBack(incoming.content, on: record) }
+            } else {
+                if !waiting.autoAck { record.status.deliveryOutstanding(incoming.content.deliveryTag) }
+                waiting.continuation.resume(returning: .getOk(incoming.content))
+            }
         case .deliver:
             deliver(incoming.content, on: record)
         case .return(let replyCode, let replyText):

@@ -192,7 +192,7 @@ extension ConnectionCore {
         try ensureOpen()
         guard blockedReason != nil else { return }
         let deadline = clock.now + configuration.blockedPublishTimeout
-        try await withCheckedThrowingContinuation { blockedPublishers.append(($0, deadline)) }
+        try await waitCancellably { id, continuation in blockedPublishers.append((id, continuation, deadline)) }
     }
 
     /// Fails the publishes that waited for `connection.unblocked` past their deadline.

@@ -76,7 +76,7 @@ actor ConnectionCore {
     /// Reused for every publish's C strings and tables.
     let scratch = CArena()
     /// Publishes waiting for `connection.unblocked`, each until its deadline.
-    var blockedPublishers: [(continuation: CheckedContinuation<Void, any Error>, deadline: ContinuousClock.Instant)] = []
+    var blockedPublishers: [(id: Int, continuation: CheckedContinuation<Void, any Error>, deadline: ContinuousClock.Instant)] = []
     /// Channels whose consumers got deliveries this turn, handed over at its end.
     var channelsWithDeliveries: [ChannelRecord] = []
     /// Numbers client-generated consumer tags.
@@ -95,7 +95,9 @@ actor ConnectionCore {
     /// The endpoint of the current (or last) C connection, in ``Configuration/endpoints``.
     var endpointIndex = 0
     /// Calls that wait for the recovery to finish, each until its deadline.
-    var recoveryWaiters: [(continuation: CheckedContinuation<Void, any Error>, deadline: ContinuousClock.Instant)] = []
+    var recoveryWaiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>, deadline: ContinuousClock.Instant)] = []
+    /// Numbers the waits a caller may cancel (see ``waitCancellably(_:)``).
+    var nextWaiterID = 0
     /// Publishes the broker had not confirmed when the connection was lost, to send again after
     /// the recovery (with ``Configuration/Recovery/republishUnconfirmed``).
     var republishQueue: Deque<PublishCommand> = []
@@ -397,6 +399,7 @@ actor ConnectionCore {
         autoAck: Bool = false, recording: TopologyChange? = nil, onTransmit: (() -> Void)? = nil,
         build: (CArena) throws -> Method
     ) async throws -> MethodReply {
+        try Task.checkCancellation()  // a cancelled caller sends nothing
         let arena = CArena()
         var method = try build(arena)
         guard connection != nil else {
@@ -407,10 +410,11 @@ actor ConnectionCore {
         let transmit = { (connection: amqp_connection_state_t) in
             withExtendedLifetime(arena) { amqp_send_method(connection, number, methodID, &method) }
         }
-        return try await withCheckedThrowingContinuation { continuation in
+        return try await waitCancellably { id, continuation in
             record.pending.append(
                 PendingReply(
-                    expected: replies, continuation: continuation, name: methodID.methodName, autoAck: autoAck,
+                    expected: replies, continuation: ReplyWaiter(id: id, continuation), name: methodID.methodName,
+                    autoAck: autoAck,
                     transmit: transmit, onTransmit: onTransmit, recording: recording))
             transmitNext(on: record)
         }
@@ -453,8 +457,8 @@ actor ConnectionCore {
     /// finished (at most the RPC timeout). Throws when it is closed for good.
     func waitUntilOpen() async throws {
         while case .recovering = phase {
-            try await withCheckedThrowingContinuation { continuation in
-                recoveryWaiters.append((continuation, clock.now + configuration.rpcTimeout))
+            try await waitCancellably { id, continuation in
+                recoveryWaiters.append((id, continuation, clock.now + configuration.rpcTimeout))
             }
         }
         try ensureOpen()

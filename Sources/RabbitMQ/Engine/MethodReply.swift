@@ -46,7 +46,7 @@ enum MethodReply: Sendable {
 struct PendingReply {
     /// The method ids that may answer (e.g. `basic.get-ok` or `basic.get-empty`).
     let expected: [amqp_method_number_t]
-    let continuation: CheckedContinuation<MethodReply, any Error>
+    let continuation: ReplyWaiter
     /// The request, for error messages (`queue.declare`).
     let name: String
     /// For `basic.get`: the message comes auto-acknowledged, so its tag is never outstanding.

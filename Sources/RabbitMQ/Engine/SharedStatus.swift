@@ -74,7 +74,8 @@ final class ChannelStatus: Sendable {
         /// Publishes handed over and not settled: in confirm mode until the broker confirms
         /// them, otherwise until they are written.
         var publishesInFlight = 0
-        var roomWaiters: [CheckedContinuation<Void, Never>] = []
+        var roomWaiters: [(id: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var nextWaiterID = 0
         /// Tags of deliveries (manual acknowledgement, and `basic.get`) not yet acknowledged:
         /// acknowledging anything else would make the broker close the channel (406).
         var outstandingTags = OutstandingTags()
@@ -103,13 +104,13 @@ final class ChannelStatus: Sendable {
     /// Records why the channel closed (the first reason counts: later ones, such as the
     /// connection closing after the channel, say less) and wakes publishers waiting for room.
     func markClosed(_ error: AMQPError) {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let waiters = state.withLock { state in
             if state.closeReason == nil { state.closeReason = error }
             state.outstandingTags.removeAll()
             defer { state.roomWaiters.removeAll() }
             return state.roomWaiters
         }
-        for waiter in waiters { waiter.resume() }
+        for waiter in waiters { waiter.continuation.resume() }
     }
 
     // MARK: Publishing
@@ -136,18 +137,35 @@ final class ChannelStatus: Sendable {
 
     /// Reserves room for one publish, waiting while the window (or, outside confirm mode, the
     /// queue limit) is full. Returns whether the channel is in confirm mode.
+    ///
+    /// - Throws: `CancellationError` when the task is cancelled while it waits: nothing was
+    ///   reserved or handed over.
     func reservePublish(requireConfirmMode: Bool) async throws -> Bool {
         while true {
+            try Task.checkCancellation()
             switch try reservePublishIfRoom(requireConfirmMode: requireConfirmMode) {
             case let confirm?: return confirm
             case nil:
-                await withCheckedContinuation { continuation in
-                    let mustWait = state.withLock { state in
-                        let full = state.publishesInFlight >= (state.confirmWindow ?? Self.unconfirmedQueueLimit)
-                        if full, state.closeReason == nil { state.roomWaiters.append(continuation) }
-                        return full && state.closeReason == nil
+                let id = state.withLock { state in
+                    state.nextWaiterID += 1
+                    return state.nextWaiterID
+                }
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { continuation in
+                        let mustWait = state.withLock { state in
+                            let full = state.publishesInFlight >= (state.confirmWindow ?? Self.unconfirmedQueueLimit)
+                            // Cancellation is checked under the lock: one after this finds the waiter.
+                            let wait = full && state.closeReason == nil && !Task.isCancelled
+                            if wait { state.roomWaiters.append((id, continuation)) }
+                            return wait
+                        }
+                        if !mustWait { continuation.resume() }
                     }
-                    if !mustWait { continuation.resume() }
+                } onCancel: {
+                    let waiter = state.withLock { state in
+                        state.roomWaiters.firstIndex { $0.id == id }.map { state.roomWaiters.remove(at: $0).continuation }
+                    }
+                    waiter?.resume()
                 }
             }
         }
@@ -158,14 +176,14 @@ final class ChannelStatus: Sendable {
     /// wake-up costs more than a publish, so they publish in bursts.
     func releasePublishes(_ count: Int) {
         guard count > 0 else { return }
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let waiters = state.withLock { state -> [(id: Int, continuation: CheckedContinuation<Void, Never>)] in
             state.publishesInFlight -= count
             let limit = state.confirmWindow ?? Self.unconfirmedQueueLimit
             guard !state.roomWaiters.isEmpty, limit - state.publishesInFlight >= max(1, limit / 8) else { return [] }
             defer { state.roomWaiters.removeAll() }
             return state.roomWaiters
         }
-        for waiter in waiters { waiter.resume() }
+        for waiter in waiters { waiter.continuation.resume() }
     }
 
     // MARK: Acknowledgements
