@@ -7,7 +7,7 @@ import Testing
 /// the books stay consistent afterwards.
 @Suite(
     "Cancellation against a real broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct CancellationTests {
     /// How a cancelled call ended: it must end while the broker still cannot answer.
     final class Outcome: @unchecked Sendable {
@@ -62,8 +62,9 @@ struct CancellationTests {
         for index in 0..<5 { try await channel.publish("c\(index)", routingKey: other) }
 
         proxy.stall()
-        // A confirm-mode publish waiting for its confirm.
-        let confirm = try await cancelled { try await channel.publish("waits for its confirm", routingKey: queue) }
+        // A confirm-mode publish waiting for its confirm (handed over here, so it is certainly sent).
+        let pending = try await channel.publishWithoutWaiting(Array("waits for its confirm".utf8), routingKey: queue)
+        let confirm = try await cancelled { try await pending.wait() }
         #expect(isCancellation(confirm), "\(String(describing: confirm))")
         // A publish waiting for room in a full window (the confirm above holds one place).
         var inFlight: [PublishConfirmation] = []
@@ -83,7 +84,7 @@ struct CancellationTests {
         proxy.forward()
         // The books are consistent: the in-flight publishes settle, the channels work, the
         // cancelled get's message went back to the queue, and the window has its room back.
-        for confirmation in inFlight { try await confirmation.wait() }
+        for confirmation in inFlight + [pending] { try await confirmation.wait() }
         // The publish before, the cancelled one and the 9 in flight; the get's message given back
         // (on another channel: the broker may count before it has the nack).
         #expect(try await TestBroker.waitForMessageCount(11, in: queue, on: channel))

@@ -14,8 +14,11 @@ extension ConnectionCore {
     ) async throws -> Value {
         nextWaiterID += 1
         let id = nextWaiterID
+        // withTaskCancellationHandler runs its operation as a nonisolated closure (off the
+        // actor): the continuation is made with the actor's isolation named explicitly, so
+        // `register` runs on the connection's thread.
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
+            try await withCheckedThrowingContinuation(isolation: self) { continuation in
                 // A cancellation before this point finds nothing registered: checked here.
                 if Task.isCancelled {
                     continuation.resume(throwing: CancellationError())

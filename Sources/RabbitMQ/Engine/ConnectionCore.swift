@@ -422,6 +422,7 @@ actor ConnectionCore {
 
     /// Sends the oldest queued synchronous method of the channel if nothing is in flight.
     func transmitNext(on record: ChannelRecord) {
+        assert(executor.isOwnerThread, "swift-rabbitmq: a channel's methods were sent off the connection's thread")
         guard let connection, let transmit = record.pending.first?.transmit else { return }
         record.pending[0].transmit = nil
         record.pending[0].deadline = clock.now + configuration.rpcTimeout
