@@ -5,7 +5,7 @@ import Testing
 /// A three-node cluster on loopback: the client follows its endpoints when its node goes.
 @Suite(
     "Cluster failover against real brokers",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct ClusterRecoveryTests {
     @Test func clientMovesToAnotherNodeWhenItsNodeIsKilled() async throws {
         let cookie = "SWIFTRMQ" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16)

@@ -4,7 +4,7 @@ import Testing
 
 @Suite(
     "Publisher confirms and returns against a real broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct ConfirmTests {
     @Test func hundredThousandConfirmedThroughAWindowOfAThousand() async throws {
         let connection = try await TestBroker.connect()

@@ -4,7 +4,7 @@ import Testing
 
 @Suite(
     "Connections against a real broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct ConnectionTests {
     @Test func openAndClose() async throws {
         let configuration = try TestBroker.configuration()
@@ -181,14 +181,12 @@ struct ConnectionTests {
     @Test func wrongPasswordIsAccessRefused() async throws {
         var configuration = try TestBroker.configuration()
         configuration.password = "definitely-wrong-\(UUID())"
-        let started = ContinuousClock.now
         let error = await #expect(throws: AMQPError.self) { try await AMQPConnection.open(configuration) }
+        // Refused, not timed out (the code would be .timeout): no wall clock needed.
         #expect(error?.code == .accessRefused)
         #expect(error?.replyCode == 403)
         #expect(error?.replyText?.contains("ACCESS_REFUSED") == true)
         #expect(error.map { "\($0)".contains(configuration.password) } == false)
-        // Liveness, not performance: the refusal must not wait for a timeout.
-        #expect(ContinuousClock.now - started < .seconds(8))
     }
 
     @Test func unknownVirtualHostIsRefused() async throws {
@@ -213,11 +211,10 @@ struct ConnectionTests {
         configuration.host = "127.0.0.1"
         configuration.port = listener.port
         configuration.connectionTimeout = .seconds(1)
-        let started = ContinuousClock.now
         let error = await #expect(throws: AMQPError.self) { try await AMQPConnection.open(configuration) }
+        // The deadline fired (nothing else yields .timeout); how long that took on a loaded
+        // machine is not asserted.
         #expect(error?.code == .timeout)
-        // Liveness bound (generous: the machine may be busy), not a performance claim.
-        #expect(ContinuousClock.now - started < .seconds(10))
         withExtendedLifetime(listener) {}
     }
 

@@ -6,7 +6,7 @@ import Testing
 /// without automatic recovery (the recovery suite covers the default).
 @Suite(
     "Dead and hung peers without recovery",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct DeadPeerTests {
     private func connectThroughProxy(heartbeat: UInt16) async throws -> (AMQPConnection, TCPProxy) {
         var (configuration, proxy) = try TestBroker.configurationThroughProxy(heartbeat: heartbeat)

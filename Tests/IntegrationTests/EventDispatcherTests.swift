@@ -28,7 +28,7 @@ actor Recorder {
 
 @Suite(
     "Typed events through the dispatcher against a real broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct EventDispatcherTests {
     struct Failure: Error, CustomStringConvertible {
         let description: String

@@ -5,7 +5,7 @@ import Testing
 /// `connection.blocked` / `unblocked` during a memory alarm, on a broker of the test's own.
 @Suite(
     "Blocked connections against a real broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct FlowControlTests {
     /// Events the connection reported, in order.
     final class Events: @unchecked Sendable {

@@ -6,7 +6,7 @@ import Testing
 /// process keeps running, and other connections are unaffected.
 @Suite(
     "Hostile peers",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct HostilePeerTests {
     typealias Frame = FakeBroker.Frame
 

@@ -6,7 +6,7 @@ import Testing
 /// no other test allocates.
 @Suite(
     "Memory over a million messages",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct MemoryTests {
     struct SoakResult: Decodable {
         let consumed: Int

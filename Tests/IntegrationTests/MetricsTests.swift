@@ -13,7 +13,7 @@ let testMetrics: TestMetrics = {
 
 @Suite(
     "Metrics against a real broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct MetricsTests {
     @Test func everyMessageOutcomeIsCounted() async throws {
         let metrics = testMetrics
@@ -75,7 +75,7 @@ struct MetricsTests {
 
 @Suite(
     "Credentials against a real broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct CredentialTests {
     @Test func aFailingLoginLogsAndThrowsNoPassword() async throws {
         let logs = CapturedLogs.Storage()

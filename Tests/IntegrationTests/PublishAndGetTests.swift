@@ -4,7 +4,7 @@ import Testing
 
 @Suite(
     "Publishing and basic.get against a real broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct PublishAndGetTests {
     @Test func messageRoundTripsWithEveryProperty() async throws {
         let connection = try await TestBroker.connect()

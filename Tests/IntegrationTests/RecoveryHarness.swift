@@ -60,6 +60,7 @@ final class MessageLedger: @unchecked Sendable {
 
     /// Waits until the publisher has handed over at least `count` messages.
     func waitUntilHandedOver(_ count: Int) async throws {
+        Watchdog.note("waiting until the publisher handed over \(count) messages")
         while lock.withLock({ handedOver }) < count { try await Task.sleep(for: .milliseconds(5)) }
     }
 
@@ -79,6 +80,7 @@ final class MessageLedger: @unchecked Sendable {
 
     /// Waits (bounded) until every confirmed id was delivered.
     func waitUntilConfirmedConsumed(within limit: Duration) async throws {
+        Watchdog.note("waiting until every confirmed message was consumed; \(summary("so far", sent: 0))")
         let deadline = ContinuousClock.now + limit
         while !lost.isEmpty, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
     }
@@ -115,6 +117,7 @@ final class EventLog: @unchecked Sendable {
     func waitFor(
         _ count: Int = 1, within limit: Duration = .seconds(60), _ matches: (AMQPConnection.Event) -> Bool
     ) async throws -> Bool {
+        Watchdog.note("waiting for \(count) connection event(s); seen so far: \(all)")
         let deadline = ContinuousClock.now + limit
         while self.count(matches) < count {
             guard ContinuousClock.now < deadline else { return false }
@@ -158,6 +161,7 @@ enum FaultLoad {
                 if pause > .zero { try await Task.sleep(for: pause) }
             }
         }
+        Watchdog.note("waiting for the verdicts of \(pending.count) publishes")
         for (id, confirmation) in pending {
             do {
                 try await confirmation.wait()

@@ -10,7 +10,7 @@ import Testing
 /// lost and duplicated, and prints the figures (`FIGURES` lines) for the README.
 @Suite(
     "Automatic recovery against a real broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct RecoveryTests {
     @Test func brokerKilledAndRestartedDuringConfirmedPublishLosesNothing() async throws {
         try await ThrowawayBroker.with("kill") { broker in

@@ -7,7 +7,7 @@ import Testing
 /// (`scripts/make-test-certificates`): verification, refusals, client certificates, EXTERNAL.
 @Suite(
     "TLS against a real broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct TLSTests {
     @Test func verificationClientCertificatesAndExternal() async throws {
         let certificates = FileManager.default.temporaryDirectory.appendingPathComponent(TestBroker.uniqueName("tls")).path

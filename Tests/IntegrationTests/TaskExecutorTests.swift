@@ -3,7 +3,7 @@ import Testing
 
 @Suite(
     "Tasks on the connection's own thread (AMQPConnection.taskExecutor)",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct TaskExecutorTests {
     /// Whether the calling code runs on `connection`'s owner thread.
     private func onConnectionThread(_ connection: AMQPConnection) -> Bool {

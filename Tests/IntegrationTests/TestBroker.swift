@@ -53,6 +53,7 @@ enum TestBroker {
     static func waitForMessageCount(
         _ count: UInt32, in queue: String, on channel: AMQPChannel, within limit: Duration = .seconds(30)
     ) async throws -> Bool {
+        Watchdog.note("waiting for \(count) messages in \(queue)")
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             if try await channel.queueDeclare(queue, passive: true).messageCount == count { return true }
@@ -74,7 +75,8 @@ enum TestBroker {
     /// few cooperative threads (two on a two-core machine), or every other test stalls with it.
     @discardableResult
     static func shell(_ command: String, _ arguments: [String]) async throws -> String {
-        try await withCheckedThrowingContinuation { continuation in
+        Watchdog.note("running \(command) \(arguments.joined(separator: " "))")
+        return try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
                 continuation.resume(with: Result { try shellBlocking(command, arguments) })
             }

@@ -4,7 +4,7 @@ import Testing
 
 @Suite(
     "Exchanges, queues and bindings against a real broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct TopologyTests {
     /// Lets the broker finish routing what the channel published: a round trip on it.
     private func settle(_ channel: AMQPChannel, _ queues: [String]) async throws {

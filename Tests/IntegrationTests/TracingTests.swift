@@ -17,7 +17,7 @@ let testTracer: InMemoryTracer = {
 
 @Suite(
     "Tracing across the broker",
-    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"))
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
 struct TracingTests {
     @Test func aTraceSpansPublisherBrokerAndHandler() async throws {
         let tracer = testTracer

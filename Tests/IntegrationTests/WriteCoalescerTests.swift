@@ -5,7 +5,7 @@ import Testing
 #if os(Linux)
 import Glibc
 
-@Suite("Write coalescing")
+@Suite("Write coalescing", .watchdog)
 struct WriteCoalescerTests {
     private func isCorked(_ socket: Int32) -> Bool {
         var value: Int32 = 0
