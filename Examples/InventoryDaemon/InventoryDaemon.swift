@@ -41,6 +41,9 @@ struct InventoryDaemon: AsyncParsableCommand {
     @Option(help: "Append the message id of each handled event to this file.")
     var record: String?
 
+    @Option(help: "Seconds to keep trying the first connection (a broker still starting).")
+    var connectRetry = 60
+
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "inventory-daemon")
@@ -50,6 +53,8 @@ struct InventoryDaemon: AsyncParsableCommand {
         let url = url ?? environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2f"
         var connection = try AMQPConnection.Configuration(url: url)
         connection.connectionName = "inventory-daemon"
+        // In a container deployment the broker may still be starting: keep trying for a while.
+        connection.recovery.firstConnectionRetry = .seconds(connectRetry)
         var configuration = EventDispatcher.Configuration(
             queue: queue ?? environment["INVENTORY_QUEUE"] ?? "inventory", exchange: exchange, bindings: binding)
         configuration.prefetch = prefetch

@@ -31,7 +31,11 @@ struct OrderPublisher: AsyncParsableCommand {
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let url = url ?? ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/%2f"
-        let connection = try await AMQPConnection.open(url: url, connectionName: "order-publisher")
+        var configuration = try AMQPConnection.Configuration(url: url)
+        configuration.connectionName = "order-publisher"
+        // In a container deployment the broker may still be starting: keep trying for a while.
+        configuration.recovery.firstConnectionRetry = .seconds(60)
+        let connection = try await AMQPConnection.open(configuration)
         let publisher = try await EventPublisher(connection: connection, exchange: exchange, appID: "order-publisher")
         let run = String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 36)
         let start = ContinuousClock.now

@@ -58,6 +58,11 @@ extension AMQPConnection.Configuration {
         /// before the loss, unconfirmed): consumers must tolerate duplicates (de-duplicate on the
         /// message id). Off by default: such publishes fail with the connection's error instead.
         public var republishUnconfirmed = false
+        /// How long ``AMQPConnection/open(_:logger:)`` keeps trying when the first connection
+        /// fails (a broker that is still starting, as in a container deployment), with the same
+        /// backoff as recovery. `.zero`, the default, fails at the first failure. A refused login
+        /// (wrong credentials or virtual host) fails at once either way.
+        public var firstConnectionRetry: Duration = .zero
 
         /// Recovery with the defaults: on, 100 ms doubling up to 2 s, for ever.
         public init() {}

@@ -84,14 +84,28 @@ public final class AMQPConnection: Sendable {
     public static func open(
         _ configuration: Configuration, logger: Logger = Logger(label: "swift-rabbitmq", factory: { _ in SwiftLogNoOpLogHandler() })
     ) async throws -> AMQPConnection {
-        let number = connectionCounter.wrappingAdd(1, ordering: .relaxed).newValue
-        var logger = logger
-        logger[metadataKey: "amqp.connection"] = "\(number)"
-        let core = ConnectionCore(configuration: configuration, logger: logger)
-        ConnectionLoop.start(core, name: "amqp-connection-\(number)")
-        let connection = AMQPConnection(core: core)
-        try await core.connect()
-        return connection
+        let giveUp = ContinuousClock.now + configuration.recovery.firstConnectionRetry
+        var attempt = 1
+        while true {
+            let number = connectionCounter.wrappingAdd(1, ordering: .relaxed).newValue
+            var logger = logger
+            logger[metadataKey: "amqp.connection"] = "\(number)"
+            let core = ConnectionCore(configuration: configuration, logger: logger)
+            ConnectionLoop.start(core, name: "amqp-connection-\(number)")
+            let connection = AMQPConnection(core: core)
+            do {
+                try await core.connect()
+                return connection
+            } catch let error as AMQPError where error.code != .accessRefused {
+                let delay = configuration.recovery.jitteredDelay(forAttempt: attempt)
+                guard ContinuousClock.now + delay < giveUp else { throw error }
+                logger.info(
+                    "could not connect; retrying",
+                    metadata: ["amqp.attempt": "\(attempt)", "amqp.reason": "\(error)", "amqp.delay": "\(delay)"])
+                attempt += 1
+                try await Task.sleep(for: delay)
+            }
+        }
     }
 
     /// Opens a connection to the broker an AMQP URI names (see

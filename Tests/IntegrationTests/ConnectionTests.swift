@@ -205,6 +205,28 @@ struct ConnectionTests {
         #expect(error?.code == .connectionFailed)
     }
 
+    /// A broker that is still starting: with a first-connection retry, open keeps trying (with
+    /// the recovery's backoff) until it answers; wrong credentials still fail at the first try.
+    @Test func firstConnectionIsRetriedUntilTheBrokerAnswers() async throws {
+        var (configuration, proxy) = try TestBroker.configurationThroughProxy()
+        defer { proxy.stop() }
+        configuration.recovery.firstConnectionRetry = .seconds(120)
+        proxy.cut()  // every connection is closed at once, as by a broker not up yet
+        let opening = Task { try await AMQPConnection.open(configuration) }
+        while proxy.acceptedConnections < 3 { try await Task.sleep(for: .milliseconds(20)) }
+        proxy.forward()
+        let connection = try await opening.value
+        try await connection.withChannel { _ = try await $0.queueDeclare("", exclusive: true) }
+        await connection.close()
+
+        var wrong = configuration
+        wrong.password = "definitely-wrong-\(UUID())"
+        let before = proxy.acceptedConnections
+        let error = await #expect(throws: AMQPError.self) { try await AMQPConnection.open(wrong) }
+        #expect(error?.code == .accessRefused)
+        #expect(proxy.acceptedConnections == before + 1, "a refused login is not retried")
+    }
+
     @Test func silentPeerTimesOutWithinTheConnectTimeout() async throws {
         let listener = try TCPProbe.SilentListener()
         var configuration = try TestBroker.configuration()
