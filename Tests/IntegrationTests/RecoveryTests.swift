@@ -251,6 +251,35 @@ struct RecoveryTests {
         await connection.close()
     }
 
+    /// A reconnect attempt that hangs in the handshake (the peer accepts and says nothing) runs
+    /// off the connection's thread: closing the connection meanwhile returns at once rather
+    /// than after the attempt's timeout, and tasks on the connection's thread keep running.
+    @Test func aHangingReconnectDoesNotHoldTheConnectionsThread() async throws {
+        var (configuration, proxy) = try TestBroker.configurationThroughProxy(heartbeat: 1)
+        defer { proxy.stop() }
+        configuration.connectionTimeout = .seconds(60)
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        proxy.stall()  // missed heartbeats, then every reconnect hangs in the handshake
+        #expect(try await events.waitFor(within: .seconds(30)) { if case .recovering = $0 { true } else { false } })
+        try await Task.sleep(for: .milliseconds(200))  // the attempt is under way; asserts nothing
+
+        let ticked = CancellationTests.Outcome()
+        Task(executorPreference: connection.taskExecutor) {
+            try? await Task.sleep(for: .milliseconds(10))
+            ticked.finish(.success(()))
+        }
+        // The bound is the feature: a fifth of the attempt's 60 s timeout.
+        #expect(try await ticked.wait(within: .seconds(12)) != nil, "the connection's thread was held by the attempt")
+        let closed = CancellationTests.Outcome()
+        Task {
+            await connection.close()
+            closed.finish(.success(()))
+        }
+        #expect(try await closed.wait(within: .seconds(12)) != nil, "close() waited for the hanging reconnect attempt")
+        #expect(connection.closeReason?.code == .connectionClosed)
+    }
+
     @Test func recoveryGivesUpAfterItsAttemptsAndSaysWhy() async throws {
         var (configuration, proxy) = try TestBroker.configurationThroughProxy()
         defer { proxy.stop() }

@@ -17,10 +17,12 @@ extension ConnectionCore {
         defer { writes.flush() }
         guard let connection else {
             if case .recovering(let progress) = phase {
-                // Between reconnect attempts: jobs, and the next attempt when it is due.
-                _ = executor.wait(socket: -1, timeoutMilliseconds: milliseconds(until: progress.nextAttempt))
+                // Between reconnect attempts: jobs, and the next attempt when it is due. While
+                // an attempt runs on its own thread: jobs (its outcome is one), and the timers.
+                let wakeUp = isReconnecting ? clock.now + .seconds(1) : progress.nextAttempt
+                _ = executor.wait(socket: -1, timeoutMilliseconds: milliseconds(until: wakeUp))
                 expireRecoveryWaiters(now: clock.now)
-                if clock.now >= progress.nextAttempt { attemptReconnect() }
+                if !isReconnecting, clock.now >= progress.nextAttempt { attemptReconnect() }
                 return
             }
             // Closed: nothing to read, only jobs (which fail fast) until the owner stops.

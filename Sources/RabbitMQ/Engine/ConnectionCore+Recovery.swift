@@ -15,8 +15,10 @@ struct RecoveryProgress {
 ///
 /// Everything happens on the connection's thread, so the channel records, consumers and windows
 /// simply carry over: the public handles never notice that the C connection underneath changed.
-/// The reconnect itself (TCP, TLS, login) blocks the thread for at most the connection timeout;
-/// re-creating the topology is asynchronous, like any RPC, so frames keep being read meanwhile.
+/// The reconnect itself (TCP, TLS, login: blocking in librabbitmq, up to the connection timeout)
+/// runs on a thread of its own and hands the logged-in C connection over when it is ready, so
+/// the connection's thread stays free for `close()` and for tasks that prefer it; re-creating
+/// the topology is asynchronous, like any RPC, so frames keep being read meanwhile.
 extension ConnectionCore {
     /// Whether the connection is recovering (calls wait and publishes are held meanwhile).
     var isRecovering: Bool {
@@ -117,10 +119,10 @@ extension ConnectionCore {
         }
     }
 
-    /// One reconnect attempt, to the next endpoint in turn. On success the channels, topology
-    /// and consumers are re-created asynchronously; on failure the next attempt is scheduled.
+    /// One reconnect attempt, to the next endpoint in turn, on a thread of its own (see
+    /// ``establish(_:)``). Its outcome comes back to the actor in ``reconnectFinished(_:index:progress:generation:)``.
     func attemptReconnect() {
-        guard case .recovering(var progress) = phase, connection == nil else { return }
+        guard case .recovering(var progress) = phase, connection == nil, !isReconnecting else { return }
         progress.attempts += 1
         let endpoints = configuration.endpoints
         // The first attempt goes back to the endpoint that was lost, later ones move on.
@@ -130,13 +132,34 @@ extension ConnectionCore {
         logger.info(
             "reconnecting", metadata: ["amqp.endpoint": "\(endpoint)", "amqp.attempt": "\(progress.attempts)"])
         metrics.reconnectAttempts.increment()
-        do {
-            let connection = try establish(endpoint)
-            phase = .recovering(progress)
-            adopt(connection, endpointIndex: index)
+        isReconnecting = true
+        phase = .recovering(progress)
+        let generation = self.generation
+        startThread(name: "amqp-reconnect") { [self, progress] in
+            let outcome = Result { () throws(AMQPError) in ConnectionHandOver(try establish(endpoint)) }
+            Task { await self.reconnectFinished(outcome, index: index, progress: progress, generation: generation) }
+        }
+    }
+
+    /// A reconnect attempt ended. If the connection was closed (or lost again) meanwhile, a new
+    /// C connection is released at once; otherwise it is adopted and the channels, topology and
+    /// consumers are re-created asynchronously, or, after a failure, the next attempt is planned.
+    func reconnectFinished(
+        _ outcome: Result<ConnectionHandOver, AMQPError>, index: Int, progress: RecoveryProgress, generation: Int
+    ) {
+        isReconnecting = false
+        guard self.generation == generation, case .recovering = phase else {
+            if case .success(let handOver) = outcome { amqp_destroy_connection(handOver.connection) }
+            if case .recovering = phase { attemptReconnect() }
+            return
+        }
+        switch outcome {
+        case .success(let handOver):
+            adopt(handOver.connection, endpointIndex: index)
             let generation = self.generation
             Task { await self.recreate(generation: generation, lostAt: progress.lostAt) }
-        } catch {
+        case .failure(let error):
+            let endpoint = configuration.endpoints[index]
             status.publish(.recoveryAttemptFailed(attempt: progress.attempts, error))
             logger.info(
                 "reconnect failed",
@@ -366,5 +389,17 @@ extension ChannelRecord.Prefetch {
     /// `basic.qos` for this setting.
     var qosMethod: amqp_basic_qos_t {
         amqp_basic_qos_t(prefetch_size: size, prefetch_count: count, global: amqpBoolean(global))
+    }
+}
+
+/// A logged-in C connection on its way from the thread that made it to the connection's thread.
+// @unchecked Sendable: librabbitmq's state must never be used by two threads; it is used by the
+// reconnecting thread until this box is made, and by the connection's thread after the box
+// arrives there (the task that carries it orders the two): never by both.
+struct ConnectionHandOver: @unchecked Sendable {
+    let connection: amqp_connection_state_t
+
+    init(_ connection: amqp_connection_state_t) {
+        self.connection = connection
     }
 }

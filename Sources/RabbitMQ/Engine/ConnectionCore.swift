@@ -96,6 +96,8 @@ actor ConnectionCore {
     var endpointIndex = 0
     /// Calls that wait for the recovery to finish, each until its deadline.
     var recoveryWaiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>, deadline: ContinuousClock.Instant)] = []
+    /// A reconnect attempt runs on its thread (see ``attemptReconnect()``).
+    var isReconnecting = false
     /// Numbers the waits a caller may cancel (see ``waitCancellably(_:)``).
     var nextWaiterID = 0
     /// Publishes the broker had not confirmed when the connection was lost, to send again after
@@ -144,7 +146,10 @@ actor ConnectionCore {
     }
 
     /// A new C connection to `endpoint`, logged in; blocks for at most the connection timeout.
-    func establish(_ endpoint: AMQPConnection.Configuration.Endpoint) throws(AMQPError) -> amqp_connection_state_t {
+    ///
+    /// Nonisolated: a reconnect runs it on a thread of its own, so the connection's thread stays
+    /// free meanwhile; the new C connection is touched by nothing else until it is handed over.
+    nonisolated func establish(_ endpoint: AMQPConnection.Configuration.Endpoint) throws(AMQPError) -> amqp_connection_state_t {
         let deadline = clock.now + configuration.connectionTimeout
         guard let connection = amqp_new_connection() else {
             throw AMQPError(.libraryFailure, "amqp_new_connection failed (out of memory)")
@@ -168,6 +173,12 @@ actor ConnectionCore {
         self.connection = connection
         self.endpointIndex = endpointIndex
         generation += 1
+        if let tls = configuration.tls, !tls.verifyPeer, !warnedAboutVerification {
+            warnedAboutVerification = true
+            logger.warning(
+                "TLS certificate verification is turned off",
+                metadata: ["amqp.endpoint": "\(configuration.endpoints[endpointIndex])"])
+        }
         if case .connecting = phase { phase = .open }
         let negotiatedChannelMax = amqp_get_channel_max(connection)
         channelMax = negotiatedChannelMax == 0 ? .max : UInt16(clamping: negotiatedChannelMax)
@@ -198,7 +209,7 @@ actor ConnectionCore {
             ])
     }
 
-    func openSocket(
+    nonisolated func openSocket(
         _ connection: amqp_connection_state_t, endpoint: AMQPConnection.Configuration.Endpoint,
         deadline: ContinuousClock.Instant
     ) throws {
@@ -228,10 +239,6 @@ actor ConnectionCore {
                 case .v1_2: AMQP_TLSv1_2
                 }
             try check(amqp_ssl_socket_set_ssl_versions(socket, minimum, AMQP_TLSvLATEST), "could not set the TLS versions")
-            if !tls.verifyPeer, !warnedAboutVerification {
-                warnedAboutVerification = true
-                logger.warning("TLS certificate verification is turned off", metadata: ["amqp.endpoint": "\(endpoint)"])
-            }
         } else {
             socket = amqp_tcp_socket_new(connection)
         }
@@ -251,7 +258,7 @@ actor ConnectionCore {
         }
     }
 
-    func logIn(_ connection: amqp_connection_state_t, deadline: ContinuousClock.Instant) throws {
+    nonisolated func logIn(_ connection: amqp_connection_state_t, deadline: ContinuousClock.Instant) throws {
         let remaining = clock.now.duration(to: deadline)
         guard remaining > .zero else {
             throw AMQPError(.timeout, "connecting took the whole connection timeout (\(configuration.connectionTimeout))")
@@ -309,7 +316,7 @@ actor ConnectionCore {
     /// What the client tells the broker about itself. librabbitmq announces only two
     /// capabilities by default; without the others RabbitMQ never sends consumer cancellations
     /// or blocked notifications.
-    var clientProperties: FieldTable {
+    nonisolated var clientProperties: FieldTable {
         var properties: FieldTable = [
             "product": "swift-rabbitmq",
             "version": .string(swiftRabbitMQVersion),
@@ -331,7 +338,7 @@ actor ConnectionCore {
         return properties
     }
 
-    func check(_ status: Int32, _ message: @autoclosure () -> String) throws {
+    nonisolated func check(_ status: Int32, _ message: @autoclosure () -> String) throws {
         guard status == AMQP_STATUS_OK.rawValue else {
             throw AMQPError(
                 .invalidArgument, "\(message()): \(String(cString: amqp_error_string2(status)))", libraryStatus: status)
