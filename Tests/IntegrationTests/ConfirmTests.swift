@@ -95,6 +95,40 @@ struct ConfirmTests {
         await connection.close()
     }
 
+    /// On a headers exchange, publishes alike in exchange, routing key, size and message id
+    /// route differently by their headers: a return must fail the publish it belongs to.
+    @Test func returnFromAHeadersExchangeFailsThePublishItBelongsTo() async throws {
+        let connection = try await TestBroker.connect()
+        let channel = try await connection.openChannel()
+        let exchange = TestBroker.uniqueName("headers")
+        try await channel.exchangeDeclare(exchange, type: .headers, autoDelete: true)
+        let queue = try await channel.queueDeclare("", exclusive: true).name
+        try await channel.queueBind(queue, exchange: exchange, arguments: ["x-match": "all", "region": "eu"])
+        try await channel.confirmSelect()
+        var verdicts: [(PublishConfirmation, routable: Bool)] = []
+        for index in 0..<20 {
+            let routable = index % 2 == 0
+            let properties = BasicProperties(headers: ["region": routable ? "eu" : "us"])
+            verdicts.append(
+                (try await channel.publishWithoutWaiting(
+                    Array("same".utf8), exchange: exchange, routingKey: "", mandatory: true, properties: properties),
+                 routable))
+        }
+        var wrong: [Int] = []
+        for (index, (confirmation, routable)) in verdicts.enumerated() {
+            do {
+                try await confirmation.wait()
+                if !routable { wrong.append(index) }
+            } catch let error as AMQPError where error.code == .publishReturned {
+                if routable { wrong.append(index) }
+            }
+        }
+        #expect(wrong.isEmpty, "publishes with the wrong verdict: \(wrong)")
+        #expect(try await channel.queueDeclare(queue, passive: true).messageCount == 10)
+        try await channel.exchangeDelete(exchange)
+        await connection.close()
+    }
+
     @Test func returnsWithoutConfirmModeAppearOnTheChannel() async throws {
         let connection = try await TestBroker.connect()
         let channel = try await connection.openChannel()

@@ -16,13 +16,28 @@ final class ConfirmTracker {
     }
 
     /// `basic.return` carries no sequence number. A returned mandatory message is matched to
-    /// the oldest unconfirmed mandatory publish with the same exchange, routing key, body size
-    /// and message id: publishes alike in all four route alike unless bindings change between.
-    struct ReturnKey: Equatable {
+    /// the oldest unconfirmed mandatory publish with the same exchange, routing key, body size,
+    /// message id and headers (a headers exchange routes by them), preferring one whose headers
+    /// match as they come back from the broker (integer widths and timestamp fractions may
+    /// change on the way), else the oldest with the other four alike: publishes alike in all of
+    /// them route alike unless bindings change between.
+    struct ReturnKey {
         let exchange: String
         let routingKey: String
         let bodySize: Int
         let messageID: String?
+        let headers: FieldTable?
+
+        /// The same exchange, routing key, body size and message id.
+        func isAlike(_ other: ReturnKey) -> Bool {
+            exchange == other.exchange && routingKey == other.routingKey && bodySize == other.bodySize
+                && messageID == other.messageID
+        }
+
+        /// Whether the headers a return came back with are those of this publish.
+        func hasHeaders(like returned: ReturnKey) -> Bool {
+            FieldValue.table(headers ?? [:]).routesAlike(.table(returned.headers ?? [:]))
+        }
     }
 
     private(set) var nextSequence: UInt64 = 1
@@ -87,9 +102,11 @@ final class ConfirmTracker {
 
     /// Marks the publish a `basic.return` refers to; false when none matches.
     func markReturned(_ key: ReturnKey, error: AMQPError) -> Bool {
-        guard let index = unconfirmed.firstIndex(where: { $0.returned == nil && $0.returnKey == key }) else {
-            return false
+        let candidates = unconfirmed.indices.filter { index in
+            unconfirmed[index].returned == nil && unconfirmed[index].returnKey?.isAlike(key) == true
         }
+        guard let first = candidates.first else { return false }
+        let index = candidates.first { unconfirmed[$0].returnKey?.hasHeaders(like: key) == true } ?? first
         unconfirmed[index].returned = error
         return true
     }
@@ -113,5 +130,27 @@ final class ConfirmTracker {
             if unconfirmed[middle].sequence < sequence { low = middle + 1 } else { high = middle }
         }
         return low < unconfirmed.endIndex && unconfirmed[low].sequence == sequence ? low : nil
+    }
+}
+
+extension FieldValue {
+    /// Equal as far as routing can tell after a trip through the broker: integers compare by
+    /// value whatever their width (an unsigned 64-bit value comes back signed), timestamps by
+    /// whole seconds (the wire carries no fraction), tables and arrays element by element.
+    func routesAlike(_ other: FieldValue) -> Bool {
+        switch (self, other) {
+        case (.uint64(let value), .int64(let returned)), (.int64(let returned), .uint64(let value)):
+            return Int64(bitPattern: value) == returned
+        case (.timestamp(let value), .timestamp(let returned)):
+            return value.timeIntervalSince1970.rounded(.down) == returned.timeIntervalSince1970.rounded(.down)
+        case (.table(let table), .table(let returned)):
+            return table.count == returned.count
+                && table.allSatisfy { key, value in returned[key].map { value.routesAlike($0) } ?? false }
+        case (.array(let array), .array(let returned)):
+            return array.count == returned.count && zip(array, returned).allSatisfy { $0.routesAlike($1) }
+        default:
+            if let value = int64Value, let returned = other.int64Value { return value == returned }
+            return self == other
+        }
     }
 }

@@ -79,7 +79,7 @@ extension ConnectionCore {
         let returnKey = publish.mandatory
             ? ConfirmTracker.ReturnKey(
                 exchange: publish.exchange, routingKey: publish.routingKey, bodySize: publish.body.count,
-                messageID: publish.properties.messageID)
+                messageID: publish.properties.messageID, headers: publish.properties.headers)
             : nil
         // A publish reserved just before confirm.select has no confirmation of its own.
         confirms.record(publish, confirmation: publish.confirmation ?? PublishConfirmation(), returnKey: returnKey)
@@ -132,7 +132,7 @@ extension ConnectionCore {
     func returned(_ content: DeliveryContent, replyCode: UInt16, replyText: String, on record: ChannelRecord) {
         let key = ConfirmTracker.ReturnKey(
             exchange: content.exchange, routingKey: content.routingKey, bodySize: content.body.count,
-            messageID: content.properties.messageID)
+            messageID: content.properties.messageID, headers: content.properties.headers)
         metrics.returned.increment()
         let error = AMQPError(
             .publishReturned, "the broker could not route the mandatory message to any queue", replyCode: replyCode,
