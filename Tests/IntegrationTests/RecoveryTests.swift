@@ -280,6 +280,46 @@ struct RecoveryTests {
         #expect(connection.closeReason?.code == .connectionClosed)
     }
 
+    /// An auto-delete queue goes with its last consumer, whether that consumer was cancelled,
+    /// its channel closed, or the broker cancelled it: recovery must not declare it again.
+    @Test func autoDeleteQueuesGoneWithTheirConsumersStayGone() async throws {
+        let configuration = try TestBroker.configuration()
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let setup = try await connection.openChannel()
+        let byClose = TestBroker.uniqueName("auto-close")
+        let byBroker = TestBroker.uniqueName("auto-broker")
+        let kept = TestBroker.uniqueName("auto-kept")
+        for queue in [byClose, byBroker, kept] { try await setup.queueDeclare(queue, autoDelete: true) }
+        let closing = try await connection.openChannel()
+        _ = try await closing.consume(queue: byClose)
+        let cancelled = try await connection.openChannel()
+        let cancelledConsumer = try await cancelled.consume(queue: byBroker)
+        let keeping = try await connection.openChannel()
+        let keptConsumer = try await keeping.consume(queue: kept)
+
+        await closing.close()  // the broker deletes byClose with its only consumer
+        // Another connection deletes byBroker: the broker cancels its consumer.
+        try await TestBroker.connect().withChannel { _ = try await $0.queueDelete(byBroker) }
+        var iterator = cancelledConsumer.makeAsyncIterator()
+        await #expect(throws: AMQPError.self) { _ = try await iterator.next() }
+
+        try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "auto-delete test")
+        #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
+        let check = try await TestBroker.connect()
+        for queue in [byClose, byBroker] {
+            let error = await #expect(throws: AMQPError.self, "\(queue) was declared again") {
+                try await check.withChannel { _ = try await $0.queueDeclare(queue, passive: true) }
+            }
+            #expect(error?.code == .notFound)
+        }
+        // The queue whose consumer lives on is back, with its consumer.
+        #expect(try await check.withChannel { try await $0.queueDeclare(kept, passive: true).consumerCount } == 1)
+        withExtendedLifetime(keptConsumer) {}
+        await check.close()
+        await connection.close()
+    }
+
     @Test func recoveryGivesUpAfterItsAttemptsAndSaysWhy() async throws {
         var (configuration, proxy) = try TestBroker.configurationThroughProxy()
         defer { proxy.stop() }

@@ -104,6 +104,7 @@ extension ConnectionCore {
     /// the reason; the broker expects `cancel-ok` unless it said `nowait`.
     func consumerCancelledByBroker(_ record: ChannelRecord, tag: String, replyExpected: Bool) {
         let consumer = record.consumers.removeValue(forKey: tag)
+        if let queue = consumer?.queue { forgetIfAutoDeleted([queue]) }
         consumer?.flush()
         consumer?.continuation.finish(
             throwing: AMQPError(

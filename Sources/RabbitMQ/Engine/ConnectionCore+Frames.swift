@@ -104,6 +104,8 @@ extension ConnectionCore {
         sendWithoutReply(AMQP_CHANNEL_CLOSE_OK_METHOD, amqp_channel_close_ok_t(dummy: 0), on: record.number)
         logger.debug("channel closed by the broker", metadata: ["amqp.channel": "\(record.number)", "amqp.reason": "\(error)"])
 
+        let consumedQueues = record.consumers.values.map(\.queue)
+        defer { forgetIfAutoDeleted(consumedQueues) }
         guard case .closing = record.phase, let ourClose = record.pending.popLast() else {
             record.terminate(first: error, rest: later)
             channels[record.number] = nil
@@ -156,13 +158,15 @@ extension ConnectionCore {
             let consumer = record.consumers.removeValue(forKey: String(copying: ok.consumer_tag))
             consumer?.flush()
             consumer?.continuation.finish()
-            if let queue = consumer?.queue { forgetIfAutoDeleted(queue) }
+            if let queue = consumer?.queue { forgetIfAutoDeleted([queue]) }
         case AMQP_CHANNEL_OPEN_OK_METHOD:
             if case .opening = record.phase { record.phase = .open }
         case AMQP_CHANNEL_CLOSE_OK_METHOD:
             channels[record.number] = nil
+            let consumedQueues = record.consumers.values.map(\.queue)
             record.terminate(
                 first: closedByApplication(record), rest: closedByApplication(record), consumersEndNormally: true)
+            forgetIfAutoDeleted(consumedQueues)
             logger.trace("channel closed", metadata: ["amqp.channel": "\(record.number)"])
         default:
             break

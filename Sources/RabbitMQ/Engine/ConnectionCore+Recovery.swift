@@ -376,12 +376,17 @@ extension ConnectionCore {
         }
     }
 
-    /// A consumer of an auto-delete queue was cancelled: if it was the queue's last, the broker
-    /// deleted the queue, and recovery must not declare it again.
-    func forgetIfAutoDeleted(_ queue: String) {
-        guard let recorded = topology.queue(named: queue), recorded.autoDelete else { return }
-        let stillConsumed = channels.values.contains { record in record.consumers.values.contains { $0.queue == queue } }
-        if !stillConsumed { topology.apply(.queueDeleted(queue)) }
+    /// Consumers of these queues ended (cancelled by the application or the broker, or their
+    /// channel closed): an auto-delete queue whose last consumer that was is gone on the broker,
+    /// and recovery must not declare it again.
+    func forgetIfAutoDeleted(_ queues: [String]) {
+        for queue in queues {
+            guard let recorded = topology.queue(named: queue), recorded.autoDelete else { continue }
+            let stillConsumed = channels.values.contains { record in
+                record.consumers.values.contains { $0.queue == queue }
+            }
+            if !stillConsumed { topology.apply(.queueDeleted(queue)) }
+        }
     }
 }
 
