@@ -320,6 +320,40 @@ struct RecoveryTests {
         await connection.close()
     }
 
+    /// Per-consumer prefetch applies to the consumers started after it: each consumer comes
+    /// back with the prefetch it was started with, not the channel's last one.
+    @Test func eachConsumerKeepsItsOwnPrefetchAcrossARecovery() async throws {
+        let configuration = try TestBroker.configuration()
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        let small = try await channel.queueDeclare(TestBroker.uniqueName("prefetch-3"), durable: true).name
+        let large = try await channel.queueDeclare(TestBroker.uniqueName("prefetch-7"), durable: true).name
+        for index in 0..<20 {
+            try await channel.publish("s\(index)", routingKey: small)
+            try await channel.publish("l\(index)", routingKey: large)
+        }
+        let consuming = try await connection.openChannel()
+        try await consuming.basicQos(prefetchCount: 3)
+        let first = try await consuming.consume(queue: small)  // never acknowledges
+        try await consuming.basicQos(prefetchCount: 7)
+        let second = try await consuming.consume(queue: large)
+        #expect(try await TestBroker.waitForMessageCount(17, in: small, on: channel))
+        #expect(try await TestBroker.waitForMessageCount(13, in: large, on: channel))
+
+        try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "prefetch test")
+        #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
+        #expect(try await TestBroker.waitForMessageCount(17, in: small, on: channel), "the first consumer holds 3 again")
+        #expect(try await TestBroker.waitForMessageCount(13, in: large, on: channel), "the second holds 7")
+        // And the channel's setting for consumers started later is still 7.
+        let third = try await consuming.consume(queue: small)
+        #expect(try await TestBroker.waitForMessageCount(10, in: small, on: channel))
+        withExtendedLifetime((first, second, third)) {}
+        try await channel.queueDelete(small)
+        try await channel.queueDelete(large)
+        await connection.close()
+    }
+
     @Test func recoveryGivesUpAfterItsAttemptsAndSaysWhy() async throws {
         var (configuration, proxy) = try TestBroker.configurationThroughProxy()
         defer { proxy.stop() }

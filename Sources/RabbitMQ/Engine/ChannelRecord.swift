@@ -33,6 +33,9 @@ final class ChannelRecord {
         var queue: String
         let exclusive: Bool
         let arguments: FieldTable
+        /// The channel's per-consumer prefetch when it started (`nil`: none), which applies to
+        /// it for good: recovery starts it again under the same one.
+        let prefetch: Prefetch?
         /// `basic.cancel` sent: deliveries still in flight are handed back to the broker.
         var cancelling = false
         /// Deliveries of this turn, not yet handed over.
@@ -42,13 +45,14 @@ final class ChannelRecord {
 
         init(
             continuation: AsyncThrowingStream<[DeliveryContent], any Error>.Continuation, autoAck: Bool, queue: String,
-            exclusive: Bool, arguments: FieldTable
+            exclusive: Bool, arguments: FieldTable, prefetch: Prefetch?
         ) {
             self.continuation = continuation
             self.autoAck = autoAck
             self.queue = queue
             self.exclusive = exclusive
             self.arguments = arguments
+            self.prefetch = prefetch
         }
 
         /// Adds a delivery to this turn's batch.

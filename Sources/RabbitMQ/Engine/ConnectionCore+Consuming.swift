@@ -17,7 +17,8 @@ extension ConnectionCore {
         }
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: [DeliveryContent].self)
         record.consumers[tag] = ChannelRecord.Consumer(
-            continuation: continuation, autoAck: autoAck, queue: queue, exclusive: exclusive, arguments: arguments)
+            continuation: continuation, autoAck: autoAck, queue: queue, exclusive: exclusive, arguments: arguments,
+            prefetch: record.prefetch.perConsumer)
         do {
             _ = try await send(on: record, AMQP_BASIC_CONSUME_METHOD, expecting: [AMQP_BASIC_CONSUME_OK_METHOD]) { arena in
                 amqp_basic_consume_t(

@@ -180,9 +180,26 @@ extension ConnectionCore {
         }
         await recreateTopology(generation: generation)
         for record in userChannels where channels[record.number] === record {
+            // Per-consumer prefetch applies to consumers started after it: each consumer is
+            // started again under its own, then the channel's last one is set back.
+            let unlimited = ChannelRecord.Prefetch(count: 0, size: 0, global: false)
+            var applied = record.prefetch.perConsumer ?? unlimited
             for (tag, consumer) in record.consumers.sorted(by: { $0.key < $1.key }) {
                 guard self.generation == generation, channels[record.number] === record else { break }
-                do { try await resubscribe(tag, consumer, on: record) } catch { reportRecoveryFailure(error, generation) }
+                do {
+                    let wanted = consumer.prefetch ?? unlimited
+                    if wanted != applied {
+                        try await setPrefetch(wanted, on: record)
+                        applied = wanted
+                    }
+                    try await resubscribe(tag, consumer, on: record)
+                } catch {
+                    reportRecoveryFailure(error, generation)
+                }
+            }
+            let last = record.prefetch.perConsumer ?? unlimited
+            if applied != last, self.generation == generation, channels[record.number] === record {
+                do { try await setPrefetch(last, on: record) } catch { reportRecoveryFailure(error, generation) }
             }
         }
         guard self.generation == generation, case .recovering = phase else { return }
@@ -206,9 +223,7 @@ extension ConnectionCore {
     private func reopen(_ record: ChannelRecord) async throws {
         try await openOnBroker(record)
         for prefetch in [record.prefetch.global, record.prefetch.perConsumer].compactMap({ $0 }) {
-            _ = try await send(on: record, AMQP_BASIC_QOS_METHOD, expecting: [AMQP_BASIC_QOS_OK_METHOD]) { _ in
-                prefetch.qosMethod
-            }
+            try await setPrefetch(prefetch, on: record)
         }
         if record.isTransactional {
             _ = try await send(on: record, AMQP_TX_SELECT_METHOD, expecting: [AMQP_TX_SELECT_OK_METHOD]) { _ in
@@ -223,6 +238,14 @@ extension ConnectionCore {
                     record.confirms = ConfirmTracker(keepsPublishes: configuration.recovery.republishUnconfirmed)
                 }
             ) { _ in amqp_confirm_select_t(nowait: 0) }
+        }
+    }
+
+    /// `basic.qos` on a channel being re-created (not recorded: the record keeps what the
+    /// application set).
+    private func setPrefetch(_ prefetch: ChannelRecord.Prefetch, on record: ChannelRecord) async throws {
+        _ = try await send(on: record, AMQP_BASIC_QOS_METHOD, expecting: [AMQP_BASIC_QOS_OK_METHOD]) { _ in
+            prefetch.qosMethod
         }
     }
 
