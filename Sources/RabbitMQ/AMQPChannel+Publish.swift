@@ -112,6 +112,10 @@ extension AMQPChannel {
     /// refuses) every message published on the channel, and `publish(_:exchange:routingKey:mandatory:properties:)`
     /// waits for it.
     ///
+    /// It returns once the broker has answered. Confirm mode covers the publishes written after
+    /// the method, never earlier ones: publishes from other tasks while it waits behind a slower
+    /// method on the channel go out without a confirmation.
+    ///
     /// - Parameter window: Most messages in flight without a confirm; a publish beyond it waits
     ///   for room. Calling again on a channel in confirm mode only changes the window.
     public func confirmSelect(window: Int = 1000) async throws {

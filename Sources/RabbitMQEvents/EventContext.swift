@@ -7,11 +7,16 @@ public struct EventContext: Sendable {
     public var messageID: String?
     /// The event's type name (the message's `type` property).
     public var eventType: String?
-    /// The routing key it was published with.
+    /// The routing key it was published with (also for a retried copy, which travels to the
+    /// queue directly).
     public var routingKey: String
-    /// Whether the broker delivered it before (a retry, or a consumer that died before acking).
+    /// Whether the broker delivered this message before without an acknowledgement (a consumer
+    /// that died or lost its connection before acking). A retry after a failed handling is a new
+    /// copy, so it is not flagged: see ``attempt``.
     public var redelivered: Bool
-    /// Which attempt this is: 1 the first time, 2 after one failed handling, and so on.
+    /// Which attempt this is: 1 the first time, 2 after one failed handling (or a redelivery),
+    /// and so on, counted by the dispatcher (``EventDispatcher/RetryHeader/failedAttempts``) plus
+    /// the quorum queue's `x-delivery-count`.
     public var attempt: Int
     /// The message's headers.
     public var headers: FieldTable
