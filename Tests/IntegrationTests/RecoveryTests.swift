@@ -354,6 +354,38 @@ struct RecoveryTests {
         await connection.close()
     }
 
+    /// A peer that stops reading while the client publishes: librabbitmq's write then waits
+    /// for room in the socket without a deadline. The heartbeat watchdog bounds it: the
+    /// connection is declared lost, and the thread is free again (close() returns).
+    @Test func aWriteThatCannotProgressIsBoundedByTheHeartbeatWatchdog() async throws {
+        let (configuration, proxy) = try TestBroker.configurationThroughProxy(heartbeat: 1)
+        defer { proxy.stop() }
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        let queue = try await channel.queueDeclare("", exclusive: true).name
+        proxy.stall()
+        let body = [UInt8](repeating: 1, count: 100_000)
+        let publishing = Task {
+            // Until the socket's buffers are full and a write blocks (about 100 MiB are queued).
+            for _ in 0..<2_000 { try await channel.publish(body, routingKey: queue) }
+        }
+        #expect(
+            try await events.waitFor(within: .seconds(60), EventLog.isDisconnected),
+            "the connection was never declared lost: its thread is stuck in a write")
+        if case .disconnected(let reason)? = events.all.first(where: EventLog.isDisconnected) {
+            #expect(reason.code == .heartbeatMissed, "\(reason)")
+        }
+        let closed = CancellationTests.Outcome()
+        Task {
+            await connection.close()
+            closed.finish(.success(()))
+        }
+        #expect(try await closed.wait(within: .seconds(60)) != nil, "close() did not return")
+        publishing.cancel()
+        _ = await publishing.result
+    }
+
     @Test func recoveryGivesUpAfterItsAttemptsAndSaysWhy() async throws {
         var (configuration, proxy) = try TestBroker.configurationThroughProxy()
         defer { proxy.stop() }

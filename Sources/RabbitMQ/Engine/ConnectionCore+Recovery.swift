@@ -39,10 +39,7 @@ extension ConnectionCore {
             logger.info("connection lost; recovering", metadata: ["amqp.reason": "\(error)"])
         }
         generation += 1  // work begun on the lost connection ignores what follows
-        if let connection {
-            amqp_destroy_connection(connection)
-            self.connection = nil
-        }
+        releaseConnection()
         status.update {
             $0.isOpen = false
             $0.isRecovering = true

@@ -57,7 +57,14 @@ actor ConnectionCore {
     /// Whether `phase` is `.closing`: checked for every frame, where matching the enum would copy it.
     private(set) var isClosing = false
     var connection: amqp_connection_state_t? {
-        didSet { writes = WriteCoalescer(socket: connection.map { amqp_get_sockfd($0) } ?? -1) }
+        didSet {
+            let socket = connection.map { amqp_get_sockfd($0) } ?? -1
+            writes = WriteCoalescer(socket: socket)
+            // A stuck write is bounded at two heartbeat intervals (at least 5 s); without
+            // heartbeats nothing bounds it.
+            let heartbeat = connection.map { Int(amqp_get_heartbeat($0)) } ?? 0
+            executor.watch(socket: socket, limit: heartbeat > 0 ? max(.seconds(2 * heartbeat), .seconds(5)) : .zero)
+        }
     }
     /// Packs the frames written between two waits into as few segments as possible.
     var writes = WriteCoalescer()
@@ -546,10 +553,7 @@ actor ConnectionCore {
         failBlockedPublishers(reason)
         failRecoveryWaiters(reason)
         channels.removeAll()
-        if let connection {
-            amqp_destroy_connection(connection)
-            self.connection = nil
-        }
+        releaseConnection()
         for waiter in closeWaiters { waiter.resume() }
         closeWaiters.removeAll()
         status.publish(.closed(reason))
@@ -563,8 +567,23 @@ actor ConnectionCore {
         }
     }
 
+    /// Destroys the current C connection (closing its socket), after the stall watchdog stopped
+    /// watching the socket.
+    func releaseConnection() {
+        guard let connection else { return }
+        executor.watch(socket: -1, limit: .zero)
+        amqp_destroy_connection(connection)
+        self.connection = nil
+    }
+
     /// The error for a librabbitmq status that ended the connection.
     func connectionLost(status: Int32, while activity: String) -> AMQPError {
+        if executor.takeStalled() {
+            return AMQPError(
+                .heartbeatMissed,
+                "the connection's thread made no progress for two heartbeat intervals while \(activity) (the peer stopped reading); the socket was shut down",
+                libraryStatus: status)
+        }
         let reason = String(cString: amqp_error_string2(status))
         switch status {
         case AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue:

@@ -50,6 +50,8 @@ final class ConnectionExecutor: SerialExecutor {
     }
 
     private let state = Locked(State())
+    /// For the ``StallWatchdog``: the socket, and when the loop last went round.
+    let liveness = Locked(Liveness())
     /// Read end (polled by the loop) and write end of the wake-up pipe; both non-blocking.
     let wakeReadFD: Int32
     private let wakeWriteFD: Int32

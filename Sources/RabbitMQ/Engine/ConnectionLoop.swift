@@ -7,7 +7,9 @@ enum ConnectionLoop {
             executor.becomeOwner()
             let perform = { (commands: CommandBatch) in core.assumeIsolated { $0.perform(commands) } }
             let taskExecutor = core.taskExecutor.asUnownedTaskExecutor()
+            StallWatchdog.shared.register(executor)
             while true {
+                executor.markProgress()
                 executor.runQueuedJobs(taskExecutor: taskExecutor, perform: perform)
                 let pending = executor.pending
                 if pending.stopRequested && !pending.jobs { break }
