@@ -386,6 +386,31 @@ struct RecoveryTests {
         _ = await publishing.result
     }
 
+    /// The broker keeps the lost connection's exclusive queue until it notices that connection
+    /// is gone (its heartbeats time out): recovery declares the queue again once it is free,
+    /// rather than failing it and having the consumer's channel closed (405, then 403).
+    @Test func exclusiveQueueIsRecoveredOnceTheBrokerLetsTheOldConnectionGo() async throws {
+        let (configuration, proxy) = try TestBroker.configurationThroughProxy(heartbeat: 2)
+        defer { proxy.stop() }
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        let queue = try await channel.queueDeclare(TestBroker.uniqueName("exclusive"), exclusive: true).name
+        let consumer = try await channel.consume(queue: queue)
+
+        proxy.dropClientsKeepingBrokerSide()
+        #expect(try await events.waitFor(within: .seconds(60), EventLog.isRecovered))
+        let refused = events.all.compactMap { event -> AMQPError? in
+            if case .topologyRecoveryFailed(let error) = event { error } else { nil }
+        }
+        #expect(refused.isEmpty, "\(refused)")
+        #expect(channel.isOpen, "\(String(describing: channel.closeReason))")
+        try await channel.publish("after", routingKey: queue)
+        var iterator = consumer.makeAsyncIterator()
+        #expect(try await iterator.next()?.bodyString == "after")
+        await connection.close()
+    }
+
     @Test func recoveryGivesUpAfterItsAttemptsAndSaysWhy() async throws {
         var (configuration, proxy) = try TestBroker.configurationThroughProxy()
         defer { proxy.stop() }

@@ -6,11 +6,16 @@ import Glibc
 #endif
 
 /// A TCP proxy on 127.0.0.1 between the client and the broker that a test can stall (no bytes
-/// either way, sockets kept open: a hung peer) or cut (both sockets closed: a dead one).
+/// either way, sockets kept open: a hung peer), cut (both sockets closed: a dead one), or make
+/// the client's side drop while the broker's side stays open and silent (a connection the
+/// broker does not know is gone until its heartbeats time out).
 // @unchecked: the mutable mode and stop flag are read and written only while holding `lock`;
 // everything else is immutable.
 final class TCPProxy: @unchecked Sendable {
     enum Mode: Sendable { case forward, stall, cut }
+
+    /// Connections accepted up to this count drop their client side and keep the broker's.
+    private var _abandonUpTo = 0
 
     let port: Int
     private let listener: Int32
@@ -37,6 +42,9 @@ final class TCPProxy: @unchecked Sendable {
     /// Cuts the next connection accepted once the broker has sent it `bytes` bytes: a
     /// connection that dies in the middle of what it was doing (a recovery, say).
     func cutNextConnection(afterBrokerBytes bytes: Int) { lock.withLock { _nextBudget = bytes } }
+    /// Closes the client's side of every connection so far and keeps the broker's side open,
+    /// silent, until the proxy stops; new connections are forwarded.
+    func dropClientsKeepingBrokerSide() { lock.withLock { _abandonUpTo = _accepted } }
     /// How many connections the proxy has accepted.
     var acceptedConnections: Int { lock.withLock { _accepted } }
     /// Ends the proxy (its threads exit within 100 ms).
@@ -68,16 +76,16 @@ final class TCPProxy: @unchecked Sendable {
                 close(upstream)
                 continue
             }
-            let budget = lock.withLock {
+            let (budget, number) = lock.withLock {
                 _accepted += 1
                 defer { _nextBudget = nil }
-                return _nextBudget
+                return (_nextBudget, _accepted)
             }
-            startThread { [self] in pump(client, upstream, brokerByteBudget: budget) }
+            startThread { [self] in pump(client, upstream, brokerByteBudget: budget, number: number) }
         }
     }
 
-    private func pump(_ a: Int32, _ b: Int32, brokerByteBudget: Int?) {
+    private func pump(_ a: Int32, _ b: Int32, brokerByteBudget: Int?, number: Int) {
         var budget = brokerByteBudget ?? .max
         defer {
             shutdown(a, Int32(SHUT_RDWR))
@@ -87,6 +95,12 @@ final class TCPProxy: @unchecked Sendable {
         }
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
+            if lock.withLock({ number <= _abandonUpTo }) {
+                // The client's side goes; the broker's stays open and hears nothing more.
+                shutdown(a, Int32(SHUT_RDWR))
+                while !isStopped { usleep(50_000) }
+                return
+            }
             switch currentMode {
             case .cut: return
             case .stall:

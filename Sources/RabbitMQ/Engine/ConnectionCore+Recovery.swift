@@ -252,6 +252,11 @@ extension ConnectionCore {
         case queue(RecordedQueue)
         case queueBinding(RecordedBinding)
         case exchangeBinding(RecordedBinding)
+
+        /// A named exclusive queue: the broker may still hold it for the lost connection.
+        var isExclusiveQueue: Bool {
+            if case .queue(let queue) = self { queue.exclusive && !queue.isServerNamed } else { false }
+        }
     }
 
     /// Declares the recorded exchanges, queues and bindings again, on a channel of recovery's
@@ -270,12 +275,26 @@ extension ConnectionCore {
         for listing in listings {
             for item in listing() {
                 guard self.generation == generation else { return }
-                do {
-                    let current = try await usableRecoveryChannel(channel)
-                    channel = current
-                    try await declareAgain(item, on: current)
-                } catch {
-                    reportRecoveryFailure(error, generation)
+                // The broker keeps a lost connection's exclusive queues until it notices that
+                // connection is gone (its heartbeats time out), and refuses them meanwhile (405):
+                // try again for a while rather than lose the queue and its consumers.
+                let retryUntil = clock.now + configuration.rpcTimeout
+                while true {
+                    do {
+                        let current = try await usableRecoveryChannel(channel)
+                        channel = current
+                        try await declareAgain(item, on: current)
+                    } catch let error as AMQPError
+                        where error.code == .resourceLocked && item.isExclusiveQueue && clock.now < retryUntil
+                    {
+                        guard self.generation == generation else { return }
+                        logger.debug("exclusive queue still held by the lost connection; retrying", metadata: ["amqp.reason": "\(error)"])
+                        try? await Task.sleep(for: .milliseconds(250))
+                        continue
+                    } catch {
+                        reportRecoveryFailure(error, generation)
+                    }
+                    break
                 }
             }
         }
