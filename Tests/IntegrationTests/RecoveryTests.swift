@@ -411,6 +411,41 @@ struct RecoveryTests {
         await connection.close()
     }
 
+    /// A stream consumer resumes after the last offset it received, not from the offset it was
+    /// started with: nothing is replayed, nothing published meanwhile is skipped.
+    @Test func streamConsumerResumesAfterTheLastOffsetItReceived() async throws {
+        let configuration = try TestBroker.configuration()
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        let stream = try await channel.queueDeclare(
+            TestBroker.uniqueName("stream"), durable: true, arguments: ["x-queue-type": "stream"]
+        ).name
+        for index in 0..<10 { try await channel.publish("before \(index)", routingKey: stream) }
+        let consuming = try await connection.openChannel()
+        try await consuming.basicQos(prefetchCount: 100)  // streams need a prefetch
+        let consumer = try await consuming.consume(queue: stream, arguments: ["x-stream-offset": "first"])
+        var iterator = consumer.makeAsyncIterator()
+        for index in 0..<10 {
+            let delivery = try #require(try await iterator.next())
+            #expect(delivery.bodyString == "before \(index)")
+            try await delivery.ack()
+        }
+
+        try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "stream test")
+        #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
+        for index in 0..<5 { try await channel.publish("after \(index)", routingKey: stream) }
+        var bodies: [String] = []
+        for _ in 0..<5 {
+            let delivery = try #require(try await iterator.next())
+            bodies.append(delivery.bodyString)
+            try await delivery.ack()
+        }
+        #expect(bodies == (0..<5).map { "after \($0)" }, "replayed from the start instead of resuming")
+        try await channel.queueDelete(stream)
+        await connection.close()
+    }
+
     @Test func recoveryGivesUpAfterItsAttemptsAndSaysWhy() async throws {
         var (configuration, proxy) = try TestBroker.configurationThroughProxy()
         defer { proxy.stop() }

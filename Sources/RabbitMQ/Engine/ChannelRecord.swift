@@ -36,6 +36,8 @@ final class ChannelRecord {
         /// The channel's per-consumer prefetch when it started (`nil`: none), which applies to
         /// it for good: recovery starts it again under the same one.
         let prefetch: Prefetch?
+        /// The offset of the last delivery from a stream queue (its `x-stream-offset` header).
+        var lastStreamOffset: Int64?
         /// `basic.cancel` sent: deliveries still in flight are handed back to the broker.
         var cancelling = false
         /// Deliveries of this turn, not yet handed over.

@@ -83,6 +83,10 @@ extension ConnectionCore {
             return
         }
         if !consumer.autoAck { record.status.deliveryOutstanding(content.deliveryTag) }
+        // A stream's deliveries carry their offset: recovery resumes after the last one.
+        if let headers = content.properties.headers, let offset = headers["x-stream-offset"]?.int64Value {
+            consumer.lastStreamOffset = offset
+        }
         unreportedCounts.delivered += 1
         // Handed over at the end of the loop's turn, with the rest of the batch.
         consumer.append(content)

@@ -363,12 +363,18 @@ extension ConnectionCore {
     }
 
     /// Starts the consumer again with its tag, so deliveries keep flowing into its sequence.
+    /// A stream consumer resumes after the last offset it received, not from the one it was
+    /// started with (which would replay the stream, or with `next` skip what came meanwhile).
     private func resubscribe(_ tag: String, _ consumer: ChannelRecord.Consumer, on record: ChannelRecord) async throws {
+        var arguments = consumer.arguments
+        if let offset = consumer.lastStreamOffset, offset < .max {
+            arguments["x-stream-offset"] = .int64(offset + 1)
+        }
         _ = try await send(on: record, AMQP_BASIC_CONSUME_METHOD, expecting: [AMQP_BASIC_CONSUME_OK_METHOD]) { arena in
             amqp_basic_consume_t(
                 ticket: 0, queue: arena.bytes(consumer.queue), consumer_tag: arena.bytes(tag), no_local: 0,
                 no_ack: amqpBoolean(consumer.autoAck), exclusive: amqpBoolean(consumer.exclusive), nowait: 0,
-                arguments: try arena.table(consumer.arguments))
+                arguments: try arena.table(arguments))
         }
     }
 
