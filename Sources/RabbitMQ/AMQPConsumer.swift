@@ -33,11 +33,16 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     public let channel: AMQPChannel
     let autoAck: Bool
     let stream: AsyncThrowingStream<[DeliveryContent], any Error>
+    /// Set once an iterator was dropped before the end: the consumer is cancelled, and what is
+    /// left in the stream belongs to the task giving it back, so a later iterator ends at once.
+    let abandoned = Locked(false)
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(
-            state: IterationState(
-                base: stream.makeAsyncIterator(), stream: stream, channel: channel, tag: tag, autoAck: autoAck))
+        let state = IterationState(
+            base: stream.makeAsyncIterator(), stream: stream, channel: channel, tag: tag, autoAck: autoAck,
+            abandoned: abandoned)
+        if abandoned.withLock({ $0 }) { state.ended = true }
+        return AsyncIterator(state: state)
     }
 
     /// Cancels the consumer (`basic.cancel`); the sequence ends once the broker confirms.
@@ -73,20 +78,24 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
         var position = 0
         /// The sequence ended (normally or with an error): nothing to give back.
         var ended = false
+        /// The consumer's flag, set when this iterator is dropped before the end.
+        let abandoned: Locked<Bool>
 
         init(
             base: AsyncThrowingStream<[DeliveryContent], any Error>.AsyncIterator,
             stream: AsyncThrowingStream<[DeliveryContent], any Error>, channel: AMQPChannel, tag: String,
-            autoAck: Bool
+            autoAck: Bool, abandoned: Locked<Bool>
         ) {
             self.base = base
             self.stream = stream
             self.channel = channel
             self.tag = tag
             self.autoAck = autoAck
+            self.abandoned = abandoned
         }
 
         nonisolated(nonsending) func next() async throws -> AMQPDelivery? {
+            if ended { return nil }  // an iterator made after another one was abandoned
             while position == batch.count {
                 let next: [DeliveryContent]?
                 do {
@@ -111,6 +120,7 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
 
         deinit {
             guard !ended else { return }
+            abandoned.withLock { $0 = true }
             // Abandoned: cancel the consumer, and give back what nobody will see. Deliveries
             // still arriving before cancel-ok are given back by the connection.
             let unseen = autoAck ? [] : Array(batch[position...])

@@ -258,7 +258,9 @@ struct ConsumerTests {
         #expect(state.consumerCount == 0)
         #expect(state.messageCount == 95)
         #expect(channel.isOpen)
-        withExtendedLifetime(consumer) {}
+        // Iterating the abandoned consumer again ends at once (its consumer is cancelled).
+        var again = consumer.makeAsyncIterator()
+        #expect(try await again.next() == nil)
         await connection.close()
     }
 
