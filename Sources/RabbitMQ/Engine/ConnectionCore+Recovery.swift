@@ -177,26 +177,22 @@ extension ConnectionCore {
         }
         await recreateTopology(generation: generation)
         for record in userChannels where channels[record.number] === record {
-            // Per-consumer prefetch applies to consumers started after it: each consumer is
-            // started again under its own, then the channel's last one is set back.
-            let unlimited = ChannelRecord.Prefetch(count: 0, size: 0, global: false)
-            var applied = record.prefetch.perConsumer ?? unlimited
-            for (tag, consumer) in record.consumers.sorted(by: { $0.key < $1.key }) {
+            let plan = ResubscribePlan(
+                consumers: record.consumers.sorted { $0.key < $1.key }.map { ($0.key, $0.value.prefetch) },
+                channelPrefetch: record.prefetch.perConsumer)
+            for step in plan.steps {
                 guard self.generation == generation, channels[record.number] === record else { break }
                 do {
-                    let wanted = consumer.prefetch ?? unlimited
-                    if wanted != applied {
-                        try await setPrefetch(wanted, on: record)
-                        applied = wanted
+                    switch step {
+                    case .setPrefetch(let prefetch):
+                        try await setPrefetch(prefetch, on: record)
+                    case .consume(let tag):
+                        guard let consumer = record.consumers[tag] else { continue }  // ended meanwhile
+                        try await resubscribe(tag, consumer, on: record)
                     }
-                    try await resubscribe(tag, consumer, on: record)
                 } catch {
                     reportRecoveryFailure(error, generation)
                 }
-            }
-            let last = record.prefetch.perConsumer ?? unlimited
-            if applied != last, self.generation == generation, channels[record.number] === record {
-                do { try await setPrefetch(last, on: record) } catch { reportRecoveryFailure(error, generation) }
             }
         }
         guard self.generation == generation, case .recovering = phase else { return }
