@@ -64,13 +64,21 @@ final class ChannelRecord {
             batch.append(delivery)
         }
 
-        /// Hands the batch over.
-        func flush() {
-            guard !batch.isEmpty else { return }
+        /// Nobody reads the sequence any more (its iterator was dropped): deliveries are given back.
+        private(set) var sequenceEnded = false
+
+        /// Hands the batch over. Returns the deliveries the sequence did not take because nobody
+        /// reads it any more, to be given back (none with `autoAck`).
+        @discardableResult
+        func flush() -> [DeliveryContent] {
+            guard !batch.isEmpty else { return [] }
             lastBatchCount = min(batch.count, 64)
-            continuation.yield(batch)
+            let handed = batch
             // The yielded array belongs to the sequence now; an idle consumer keeps no buffer.
             batch = []
+            guard case .terminated = continuation.yield(handed) else { return [] }
+            sequenceEnded = true
+            return autoAck ? [] : handed
         }
     }
 
@@ -131,11 +139,15 @@ final class ChannelRecord {
         self.status = ChannelStatus()
     }
 
-    /// Hands every consumer's batch over.
-    func flushDeliveries() {
-        guard hasUnflushedDeliveries else { return }
+    /// Hands every consumer's batch over; returns what no sequence took any more (see
+    /// ``Consumer/flush()``).
+    @discardableResult
+    func flushDeliveries() -> [DeliveryContent] {
+        guard hasUnflushedDeliveries else { return [] }
         hasUnflushedDeliveries = false
-        for consumer in consumers.values { consumer.flush() }
+        var unread: [DeliveryContent] = []
+        for consumer in consumers.values { unread += consumer.flush() }
+        return unread
     }
 
     var isUsable: Bool {

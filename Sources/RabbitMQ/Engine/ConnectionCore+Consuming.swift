@@ -77,8 +77,9 @@ extension ConnectionCore {
             logger.debug("delivery for an unknown consumer", metadata: ["amqp.consumer": "\(tag)"])
             return
         }
-        if consumer.cancelling {
-            // In flight when basic.cancel was sent: give it back rather than to nobody.
+        if consumer.cancelling || consumer.sequenceEnded {
+            // In flight when basic.cancel was sent, or nobody reads the sequence any more: give
+            // it back rather than to nobody.
             if !consumer.autoAck { giveBack(content, on: record) }
             return
         }
@@ -97,8 +98,15 @@ extension ConnectionCore {
     }
 
     /// Hands a delivery nobody will handle back to the broker: `basic.nack` with requeue (it did
-    /// not fail, so it must not count as an attempt where brokers count rejects).
-    func giveBack(_ content: DeliveryContent, on record: ChannelRecord) {
+    /// not fail, so it must not count as an attempt where brokers count rejects). One already
+    /// counted as outstanding is taken off first (and left alone if it is not outstanding any
+    /// more), so the application can never acknowledge it too.
+    func giveBack(_ content: DeliveryContent, on record: ChannelRecord, outstanding: Bool = false) {
+        if outstanding {
+            guard (try? record.status.takeOutstanding(
+                content.deliveryTag, multiple: false, generation: content.generation, channel: record.number)) != nil
+            else { return }
+        }
         guard let connection else { return }
         writes.willWrite()
         let status = amqp_basic_nack(connection, record.number, record.brokerTag(content.deliveryTag), 0, 1)

@@ -156,7 +156,7 @@ extension ConnectionCore {
             // Ends the sequence here, in frame order: no delivery for it can follow.
             let ok = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_ok_t.self).pointee
             let consumer = record.consumers.removeValue(forKey: String(copying: ok.consumer_tag))
-            consumer?.flush()
+            for content in consumer?.flush() ?? [] { giveBack(content, on: record, outstanding: true) }
             consumer?.continuation.finish()
             if let queue = consumer?.queue { forgetIfAutoDeleted([queue]) }
         case AMQP_CHANNEL_OPEN_OK_METHOD:

@@ -38,7 +38,10 @@ extension ConnectionCore {
         let tickDue = now >= nextTick
         if events != 0 || libraryHasData || tickDue {
             readFrames(limit: 4096)
-            for record in channelsWithDeliveries { record.flushDeliveries() }
+            for record in channelsWithDeliveries {
+                // A sequence whose reader went away takes nothing: give those back at once.
+                for content in record.flushDeliveries() { giveBack(content, on: record, outstanding: true) }
+            }
             channelsWithDeliveries.removeAll(keepingCapacity: true)
             reportMessageCounts()
         }
