@@ -225,10 +225,9 @@ extension ConnectionCore {
     /// `tx.select`: the first transaction holds what is published and acknowledged after it.
     func selectTransactions(on key: ChannelKey) async throws {
         let record = try await usableRecord(key)
-        _ = try await send(
-            on: record, AMQP_TX_SELECT_METHOD, expecting: [AMQP_TX_SELECT_OK_METHOD], recording: .transactionsSelected,
-            onTransmit: { record.transactionHasWork = false }
-        ) { _ in amqp_tx_select_t(dummy: 0) }
+        try await sendTransactionBoundary(
+            AMQP_TX_SELECT_METHOD, expecting: AMQP_TX_SELECT_OK_METHOD, on: record, recording: .transactionsSelected,
+            amqp_tx_select_t(dummy: 0))
     }
 
     /// `tx.commit`, unless a recovery cut the transaction: then `tx.rollback` (the part sent
@@ -237,17 +236,11 @@ extension ConnectionCore {
     func commitTransaction(on key: ChannelKey) async throws {
         let record = try await usableRecord(key)
         guard record.transactionLost else {
-            _ = try await send(
-                on: record, AMQP_TX_COMMIT_METHOD, expecting: [AMQP_TX_COMMIT_OK_METHOD],
-                onTransmit: { record.transactionHasWork = false }
-            ) { _ in amqp_tx_commit_t(dummy: 0) }
+            try await sendTransactionBoundary(
+                AMQP_TX_COMMIT_METHOD, expecting: AMQP_TX_COMMIT_OK_METHOD, on: record, amqp_tx_commit_t(dummy: 0))
             return
         }
-        record.transactionLost = false
-        _ = try await send(
-            on: record, AMQP_TX_ROLLBACK_METHOD, expecting: [AMQP_TX_ROLLBACK_OK_METHOD],
-            onTransmit: { record.transactionHasWork = false }
-        ) { _ in amqp_tx_rollback_t(dummy: 0) }
+        try await rollBack(record)
         throw AMQPError(
             .transactionLost,
             "the connection was lost and recovered during the transaction on channel \(key.number): it was rolled back; publish it again")
@@ -255,11 +248,25 @@ extension ConnectionCore {
 
     /// `tx.rollback`; a transaction cut by a recovery is then over too.
     func rollBackTransaction(on key: ChannelKey) async throws {
-        let record = try await usableRecord(key)
+        try await rollBack(try await usableRecord(key))
+    }
+
+    private func rollBack(_ record: ChannelRecord) async throws {
         record.transactionLost = false
+        try await sendTransactionBoundary(
+            AMQP_TX_ROLLBACK_METHOD, expecting: AMQP_TX_ROLLBACK_OK_METHOD, on: record, amqp_tx_rollback_t(dummy: 0))
+    }
+
+    /// Sends a method that ends one transaction and starts the next (`tx.select`, `tx.commit`,
+    /// `tx.rollback`): what is published and acknowledged after it is written belongs to the
+    /// new transaction.
+    private func sendTransactionBoundary<Method: BitwiseCopyable>(
+        _ methodID: amqp_method_number_t, expecting reply: amqp_method_number_t, on record: ChannelRecord,
+        recording: TopologyChange? = nil, _ method: Method
+    ) async throws {
         _ = try await send(
-            on: record, AMQP_TX_ROLLBACK_METHOD, expecting: [AMQP_TX_ROLLBACK_OK_METHOD],
+            on: record, methodID, expecting: [reply], recording: recording,
             onTransmit: { record.transactionHasWork = false }
-        ) { _ in amqp_tx_rollback_t(dummy: 0) }
+        ) { _ in method }
     }
 }
