@@ -104,28 +104,22 @@ extension AMQPChannel {
     /// delivery given back without a failure counts no attempt. Nothing happens for one that
     /// cannot be acknowledged any more (a closed channel, a recovery since).
     func giveBack(_ content: DeliveryContent) {
-        guard
-            (try? key.status.takeOutstanding(
-                content.deliveryTag, multiple: false, generation: content.generation, channel: number)) != nil
-        else { return }
-        connection.core.executor.enqueue(
-            .acknowledge(
-                key: key, generation: content.generation, deliveryTag: content.deliveryTag, multiple: false,
-                kind: .nack(requeue: true)))
+        try? settle(content.deliveryTag, generation: content.generation, .nack(requeue: true))
     }
 
     func acknowledge(_ delivery: AMQPDelivery, _ kind: AcknowledgementKind) throws {
         guard !delivery.isAutoAcknowledged else {
             throw AMQPError(.alreadyAcknowledged, "delivery \(delivery.deliveryTag) was auto-acknowledged by the broker")
         }
-        // Checked here against the channel's outstanding tags, then handed to the connection
-        // thread without waiting for it.
-        try key.status.takeOutstanding(
-            delivery.deliveryTag, multiple: false, generation: delivery.generation, channel: number)
+        try settle(delivery.deliveryTag, generation: delivery.generation, kind)
+    }
+
+    /// Settles one delivery: checked here against the channel's outstanding tags, then handed to
+    /// the connection thread without waiting for it.
+    private func settle(_ deliveryTag: UInt64, generation: Int, _ kind: AcknowledgementKind) throws {
+        try key.status.takeOutstanding(deliveryTag, multiple: false, generation: generation, channel: number)
         connection.core.executor.enqueue(
-            .acknowledge(
-                key: key, generation: delivery.generation, deliveryTag: delivery.deliveryTag, multiple: false,
-                kind: kind))
+            .acknowledge(key: key, generation: generation, deliveryTag: deliveryTag, multiple: false, kind: kind))
     }
 }
 
