@@ -42,12 +42,13 @@ public final class PublishConfirmation: Sendable {
     ///   reason when they closed first: then the outcome is unknown, and the message may or may
     ///   not have reached the broker.
     nonisolated(nonsending) public func wait() async throws {
-        let result: Result<Void, AMQPError>? = state.withLock { $0.result }
-        if let result { return try result.get() }
-        let id = state.withLock { state in
+        // One lock for both: the verdict if there is one, else a number for the wait.
+        let (result, id) = state.withLock { state -> (Result<Void, AMQPError>?, Int) in
+            if let result = state.result { return (result, 0) }
             state.nextWaiterID += 1
-            return state.nextWaiterID
+            return (nil, state.nextWaiterID)
         }
+        if let result { return try result.get() }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 enum Decision { case wait, resume(Result<Void, AMQPError>), cancelled }
