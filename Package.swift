@@ -83,12 +83,14 @@ let package = Package(
 
         // Run by the memory test in a process of its own.
         .executableTarget(name: "RabbitMQSoak", dependencies: ["RabbitMQ"], path: "Tests/Soak"),
-        .testTarget(name: "RabbitMQTests", dependencies: ["RabbitMQ"]),
+        // Hand-encoded wire bytes and the messages other clients send that need care.
+        .target(name: "WireFixtures", dependencies: ["CRabbitMQ"], path: "Tests/WireFixtures"),
+        .testTarget(name: "RabbitMQTests", dependencies: ["RabbitMQ", "WireFixtures"]),
         .testTarget(name: "RabbitMQEventsTests", dependencies: ["RabbitMQEvents", "OrderEvents"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "RabbitMQ", "RabbitMQEvents", "OrderEvents",
+                "RabbitMQ", "RabbitMQEvents", "OrderEvents", "WireFixtures",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),

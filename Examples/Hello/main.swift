@@ -12,7 +12,7 @@ try await connection.withChannel { channel in
     let queue = try await channel.queueDeclare("", exclusive: true).name
     try await channel.publish(
         "hello from swift-rabbitmq", routingKey: queue,
-        properties: .init(contentType: "text/plain", messageID: UUID().uuidString, timestamp: Date()))
+        properties: .init(contentType: "text/plain", messageID: UUID().uuidString, timestamp: .now))
     print("published to \(queue)")
     guard let message = try await channel.basicGet(queue: queue, autoAck: true) else {
         throw AMQPError(.notFound, "the message did not arrive")

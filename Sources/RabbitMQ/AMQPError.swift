@@ -22,7 +22,7 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
             case resourceLocked, timeout, heartbeatMissed, publishNacked, publishReturned
             case blockedTimeout, invalidArgument, libraryFailure, connectionFailed
             case protocolError, channelLimitReached, consumerCancelled, alreadyAcknowledged
-            case staleDelivery, recoveryFailed, transactionLost
+            case staleDelivery, recoveryFailed, transactionLost, unreadableMessage
         }
 
         private let base: Base
@@ -78,6 +78,11 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
         /// published and acknowledged before the loss is gone, so ``AMQPChannel/txCommit()``
         /// rolls back the rest and fails with this. The next transaction starts clean.
         public static let transactionLost = Code(.transactionLost)
+        /// A received message nests header tables and arrays deeper than
+        /// ``FieldTable/maximumDepth``: nothing could hold it without changing it, so the client
+        /// rejected it without requeueing (to the queue's dead-letter exchange, if it has one)
+        /// rather than hand over a changed copy. ``AMQPChannel/basicGet(queue:autoAck:)`` throws this.
+        public static let unreadableMessage = Code(.unreadableMessage)
 
         public var description: String { base.rawValue }
     }

@@ -1,12 +1,14 @@
-import struct Foundation.Date
-
 /// The properties of a message (AMQP `basic` content header): content type, headers, delivery
 /// mode and the rest. Every field is optional; only the ones set travel on the wire.
 ///
 /// ```swift
-/// let properties = BasicProperties(contentType: "application/json", deliveryMode: .persistent,
-///                                  messageID: "order-1234", headers: ["tenant": "eu"])
+/// let properties = BasicProperties(contentType: "application/json", headers: ["tenant": "eu"],
+///                                  deliveryMode: .persistent, messageID: "order-1234", timestamp: .now)
 /// ```
+///
+/// Received properties hold exactly what arrived: republished as they are, they go out byte for
+/// byte as they came. A text property whose bytes are not valid UTF-8 reads with U+FFFD in place
+/// of the invalid sequences and keeps its bytes (``bytes(of:)``) until you set it.
 public struct BasicProperties: Sendable, Hashable {
     /// Whether the broker writes a message to disk (on a durable queue).
     public enum DeliveryMode: UInt8, Sendable, Hashable {
@@ -16,55 +18,136 @@ public struct BasicProperties: Sendable, Hashable {
         case persistent = 2
     }
 
+    /// The text properties (AMQP short strings), to read or set their exact bytes.
+    public enum TextProperty: Sendable, Hashable, CaseIterable {
+        case contentType, contentEncoding, correlationID, replyTo, expiration
+        case messageID, type, userID, appID, clusterID
+    }
+
     /// MIME type of the body, e.g. `application/json`.
-    public var contentType: String?
+    public var contentType: String? {
+        get { exactContentType?.string }
+        set { exactContentType = newValue.map(ExactText.init) }
+    }
     /// Encoding of the body, e.g. `gzip`.
-    public var contentEncoding: String?
+    public var contentEncoding: String? {
+        get { exactContentEncoding?.string }
+        set { exactContentEncoding = newValue.map(ExactText.init) }
+    }
     /// Application headers.
     public var headers: FieldTable?
-    /// Transient or persistent.
-    public var deliveryMode: DeliveryMode?
+    /// Transient or persistent. The wire carries any octet; a value other than 1 or 2 arrives
+    /// as `nil` here and is kept in ``deliveryModeValue``.
+    public var deliveryMode: DeliveryMode? {
+        get { deliveryModeValue.flatMap(DeliveryMode.init(rawValue:)) }
+        set { deliveryModeValue = newValue?.rawValue }
+    }
+    /// The delivery-mode octet exactly as it travels.
+    public var deliveryModeValue: UInt8?
     /// Priority, 0 to 255 (queues honour it up to their `x-max-priority`).
     public var priority: UInt8?
     /// Correlates a reply with its request.
-    public var correlationID: String?
+    public var correlationID: String? {
+        get { exactCorrelationID?.string }
+        set { exactCorrelationID = newValue.map(ExactText.init) }
+    }
     /// Where replies should go (a queue name).
-    public var replyTo: String?
+    public var replyTo: String? {
+        get { exactReplyTo?.string }
+        set { exactReplyTo = newValue.map(ExactText.init) }
+    }
     /// Per-message TTL in milliseconds, as a decimal string (e.g. `"60000"`).
-    public var expiration: String?
+    public var expiration: String? {
+        get { exactExpiration?.string }
+        set { exactExpiration = newValue.map(ExactText.init) }
+    }
     /// Application message id, e.g. for de-duplication.
-    public var messageID: String?
-    /// When the message was created (whole seconds on the wire).
-    public var timestamp: Date?
+    public var messageID: String? {
+        get { exactMessageID?.string }
+        set { exactMessageID = newValue.map(ExactText.init) }
+    }
+    /// When the message was created, in whole seconds (``AMQPTimestamp``; its `date` is the
+    /// Foundation view).
+    public var timestamp: AMQPTimestamp?
     /// Application message type name.
-    public var type: String?
+    public var type: String? {
+        get { exactType?.string }
+        set { exactType = newValue.map(ExactText.init) }
+    }
     /// The user that published; RabbitMQ rejects a value other than the connection's user.
-    public var userID: String?
+    public var userID: String? {
+        get { exactUserID?.string }
+        set { exactUserID = newValue.map(ExactText.init) }
+    }
     /// The publishing application.
-    public var appID: String?
+    public var appID: String? {
+        get { exactAppID?.string }
+        set { exactAppID = newValue.map(ExactText.init) }
+    }
     /// Deprecated in AMQP 0-9-1; kept so nothing the broker sends is dropped.
-    public var clusterID: String?
+    public var clusterID: String? {
+        get { exactClusterID?.string }
+        set { exactClusterID = newValue.map(ExactText.init) }
+    }
+
+    // The text properties as they travel: a received value that is not valid UTF-8 keeps its bytes.
+    var exactContentType: ExactText?
+    var exactContentEncoding: ExactText?
+    var exactCorrelationID: ExactText?
+    var exactReplyTo: ExactText?
+    var exactExpiration: ExactText?
+    var exactMessageID: ExactText?
+    var exactType: ExactText?
+    var exactUserID: ExactText?
+    var exactAppID: ExactText?
+    var exactClusterID: ExactText?
 
     /// Creates properties; leave out what you do not need.
     public init(
         contentType: String? = nil, contentEncoding: String? = nil, headers: FieldTable? = nil,
         deliveryMode: DeliveryMode? = nil, priority: UInt8? = nil, correlationID: String? = nil,
-        replyTo: String? = nil, expiration: String? = nil, messageID: String? = nil, timestamp: Date? = nil,
-        type: String? = nil, userID: String? = nil, appID: String? = nil, clusterID: String? = nil
+        replyTo: String? = nil, expiration: String? = nil, messageID: String? = nil,
+        timestamp: AMQPTimestamp? = nil, type: String? = nil, userID: String? = nil, appID: String? = nil,
+        clusterID: String? = nil
     ) {
-        self.contentType = contentType
-        self.contentEncoding = contentEncoding
+        exactContentType = contentType.map(ExactText.init)
+        exactContentEncoding = contentEncoding.map(ExactText.init)
         self.headers = headers
-        self.deliveryMode = deliveryMode
+        deliveryModeValue = deliveryMode?.rawValue
         self.priority = priority
-        self.correlationID = correlationID
-        self.replyTo = replyTo
-        self.expiration = expiration
-        self.messageID = messageID
+        exactCorrelationID = correlationID.map(ExactText.init)
+        exactReplyTo = replyTo.map(ExactText.init)
+        exactExpiration = expiration.map(ExactText.init)
+        exactMessageID = messageID.map(ExactText.init)
         self.timestamp = timestamp
-        self.type = type
-        self.userID = userID
-        self.appID = appID
-        self.clusterID = clusterID
+        exactType = type.map(ExactText.init)
+        exactUserID = userID.map(ExactText.init)
+        exactAppID = appID.map(ExactText.init)
+        exactClusterID = clusterID.map(ExactText.init)
+    }
+
+    /// The exact bytes of a text property, or `nil` when it is not set.
+    public func bytes(of property: TextProperty) -> [UInt8]? {
+        self[keyPath: Self.storage(of: property)]?.bytes
+    }
+
+    /// Sets a text property to exactly `bytes` (valid UTF-8 or not; at most 255), or removes it.
+    public mutating func setBytes(_ bytes: [UInt8]?, of property: TextProperty) {
+        self[keyPath: Self.storage(of: property)] = bytes.map { ExactText(bytes: $0) }
+    }
+
+    private static func storage(of property: TextProperty) -> WritableKeyPath<BasicProperties, ExactText?> {
+        switch property {
+        case .contentType: \.exactContentType
+        case .contentEncoding: \.exactContentEncoding
+        case .correlationID: \.exactCorrelationID
+        case .replyTo: \.exactReplyTo
+        case .expiration: \.exactExpiration
+        case .messageID: \.exactMessageID
+        case .type: \.exactType
+        case .userID: \.exactUserID
+        case .appID: \.exactAppID
+        case .clusterID: \.exactClusterID
+        }
     }
 }

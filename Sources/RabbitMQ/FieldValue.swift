@@ -1,13 +1,3 @@
-import struct Foundation.Date
-
-/// An AMQP field table: message headers, queue and exchange arguments, client and server
-/// properties. Keys are at most 255 bytes of UTF-8.
-///
-/// ```swift
-/// let arguments: FieldTable = ["x-queue-type": "quorum", "x-max-length": 10_000]
-/// ```
-public typealias FieldTable = [String: FieldValue]
-
 /// One value of an AMQP field table, covering every type RabbitMQ understands.
 ///
 /// Literals work: strings become ``string(_:)``, integers ``int64(_:)``, floating-point numbers
@@ -30,22 +20,28 @@ public enum FieldValue: Sendable, Hashable {
     case uint32(UInt32)
     /// `l`: a signed 64-bit integer.
     case int64(Int64)
-    /// An unsigned 64-bit integer. RabbitMQ has no unsigned 64-bit type on the wire, so it is
-    /// sent as a signed one (`l`) and comes back as ``int64(_:)``; values above `Int64.max` are
-    /// rejected before sending. Received `L` values arrive as this case.
+    /// `L`: an unsigned 64-bit integer. RabbitMQ passes it through in headers, but where it
+    /// decodes and re-encodes them (dead-lettering adds `x-death`) it writes the same 64 bits as
+    /// a signed `l`, and it reads integer arguments (`x-max-length` and the like) only from
+    /// signed types: use ``int64(_:)`` there.
     case uint64(UInt64)
-    /// `f`: a 32-bit float.
+    /// `f`: a 32-bit float. NaN and infinities are refused before sending: RabbitMQ cannot read
+    /// them and would close the connection.
     case float(Float)
-    /// `d`: a 64-bit float.
+    /// `d`: a 64-bit float. NaN and infinities are refused before sending, as for ``float(_:)``.
     case double(Double)
-    /// `D`: a decimal, `value` × 10^-`scale`.
-    case decimal(scale: UInt8, value: UInt32)
+    /// `D`: a decimal, `value` × 10^-`scale` (`scale: 2, value: -12345` is -123.45).
+    case decimal(scale: UInt8, value: Int32)
     /// `S`: a UTF-8 string (a long string: any length).
     case string(String)
+    /// `S` whose bytes are not valid UTF-8 (a Latin-1 name from a legacy publisher, say), kept
+    /// byte for byte so that it is forwarded unchanged. A received `S` arrives as ``string(_:)``
+    /// whenever its bytes are valid UTF-8, so build values with ``longString(bytes:)``.
+    case invalidUTF8String([UInt8])
     /// `x`: raw bytes.
     case bytes([UInt8])
-    /// `T`: a timestamp, in whole seconds since 1970 (fractions are dropped on the wire).
-    case timestamp(Date)
+    /// `T`: a timestamp, exactly as it travels (``AMQPTimestamp``).
+    case timestamp(AMQPTimestamp)
     /// `F`: a nested table.
     case table(FieldTable)
     /// `A`: an array of values.
@@ -76,15 +72,26 @@ extension FieldValue: ExpressibleByArrayLiteral {
 
 extension FieldValue: ExpressibleByDictionaryLiteral {
     public init(dictionaryLiteral elements: (String, FieldValue)...) {
-        self = .table(FieldTable(elements, uniquingKeysWith: { _, last in last }))
+        self = .table(FieldTable(elements.map { FieldTable.Entry(key: $0.0, value: $0.1) }))
     }
 }
 
 extension FieldValue {
-    /// The string, if this is a ``string(_:)`` (or UTF-8 ``bytes(_:)``).
+    /// `S` with exactly `bytes`: ``string(_:)`` when they are valid UTF-8, otherwise
+    /// ``invalidUTF8String(_:)``.
+    public static func longString(bytes: [UInt8]) -> FieldValue {
+        switch ExactText(bytes: bytes) {
+        case .utf8(let string): .string(string)
+        case .invalidUTF8(let bytes): .invalidUTF8String(bytes)
+        }
+    }
+
+    /// The string, if this is a ``string(_:)`` (or UTF-8 ``bytes(_:)``). For an
+    /// ``invalidUTF8String(_:)``, the text with invalid sequences read as U+FFFD.
     public var stringValue: String? {
         switch self {
         case .string(let string): string
+        case .invalidUTF8String(let bytes): String(decoding: bytes, as: UTF8.self)
         case .bytes(let bytes): String(validating: bytes, as: UTF8.self)
         default: nil
         }

@@ -107,7 +107,7 @@ public struct EventPublisher: Sendable {
     ) async throws -> PublishConfirmation {
         let properties = BasicProperties(
             contentType: codec.contentType, headers: headers.isEmpty ? nil : headers, deliveryMode: deliveryMode,
-            messageID: messageID, timestamp: Date(), type: Event.eventType, appID: appID)
+            messageID: messageID, timestamp: .now, type: Event.eventType, appID: appID)
         return try await channel.publishWithoutWaiting(
             body, exchange: exchange, routingKey: Event.routingKey, mandatory: mandatory, properties: properties)
     }

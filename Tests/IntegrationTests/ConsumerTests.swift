@@ -11,7 +11,7 @@ struct ConsumerTests {
         "uint16": .uint16(60_000), "int32": .int32(-320_000), "uint32": .uint32(4_000_000_000),
         "int64": .int64(-64_000_000_000), "float": .float(1.5), "double": .double(-2.25),
         "decimal": .decimal(scale: 2, value: 12345), "string": "héllo", "empty": "",
-        "bytes": .bytes([0, 1, 2, 255]), "timestamp": .timestamp(Date(timeIntervalSince1970: 1_790_000_000)),
+        "bytes": .bytes([0, 1, 2, 255]), "timestamp": .timestamp(AMQPTimestamp(secondsSince1970: 1_790_000_000)),
         "table": ["nested": ["deeper": .int32(1)], "list": [.int32(1), "two", .void]],
         "array": [.int32(1), .array([.bool(false)]), .table(["k": "v"])], "void": .void,
     ]
@@ -19,7 +19,7 @@ struct ConsumerTests {
     static let fullProperties = BasicProperties(
         contentType: "application/json", contentEncoding: "identity", headers: everyFieldType,
         deliveryMode: .persistent, priority: 7, correlationID: "corr-1", replyTo: "replies",
-        expiration: "600000", messageID: "msg-1", timestamp: Date(timeIntervalSince1970: 1_790_000_001),
+        expiration: "600000", messageID: "msg-1", timestamp: AMQPTimestamp(secondsSince1970: 1_790_000_001),
         type: "order.created", userID: "guest", appID: "tests", clusterID: "cluster-1")
 
     private func setUp(prefetch: UInt16? = nil) async throws -> (AMQPConnection, AMQPChannel, String) {
@@ -51,11 +51,12 @@ struct ConsumerTests {
         await connection.close()
     }
 
-    @Test func unsigned64BitHeadersArriveAsSigned() async throws {
+    @Test func unsigned64BitHeadersArriveAsTheyWereSent() async throws {
         let (connection, channel, queue) = try await setUp()
-        try await channel.publish("u", routingKey: queue, properties: .init(headers: ["n": .uint64(1 << 40)]))
+        let headers: FieldTable = ["n": .uint64(.max), "small": .uint64(1 << 40)]
+        try await channel.publish("u", routingKey: queue, properties: .init(headers: headers))
         let message = try #require(try await channel.basicGet(queue: queue, autoAck: true))
-        #expect(message.properties.headers == ["n": .int64(1 << 40)])
+        #expect(message.properties.headers == headers)
         await connection.close()
     }
 

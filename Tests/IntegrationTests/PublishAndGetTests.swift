@@ -14,7 +14,7 @@ struct PublishAndGetTests {
             contentType: "application/json", contentEncoding: "identity",
             headers: ["tenant": "eu", "attempt": .int32(3), "nested": ["list": [1, "two"]]],
             deliveryMode: .persistent, priority: 5, correlationID: "corr-1", replyTo: "replies",
-            expiration: "60000", messageID: "msg-1", timestamp: Date(timeIntervalSince1970: 1_790_000_000),
+            expiration: "60000", messageID: "msg-1", timestamp: AMQPTimestamp(secondsSince1970: 1_790_000_000),
             type: "order.created", userID: "guest", appID: "tests")
 
         try await channel.publish(#"{"orderId":"ord-1"}"#, routingKey: queue, properties: properties)

@@ -1,5 +1,4 @@
 internal import CRabbitMQ
-import struct Foundation.Date
 
 #if canImport(Glibc)
 import Glibc
@@ -56,24 +55,32 @@ final class CArena {
         return UnsafePointer(block)
     }
 
-    /// Encodes `table` for librabbitmq, validating what the library does not: keys of at most
-    /// 255 bytes (it silently truncates longer ones and corrupts the frame) and integers that
-    /// RabbitMQ can read.
-    func table(_ table: FieldTable) throws -> amqp_table_t {
-        guard !table.isEmpty else { return amqp_table_t(num_entries: 0, entries: nil) }
-        let entries = allocate(MemoryLayout<amqp_table_entry_t>.stride * table.count)
-            .bindMemory(to: amqp_table_entry_t.self, capacity: table.count)
-        for (index, (key, value)) in table.enumerated() {
-            guard key.utf8.count <= 255 else {
-                throw AMQPError(
-                    .invalidArgument, "the field table key '\(key.prefix(40))…' is \(key.utf8.count) bytes; at most 255 are allowed")
-            }
-            entries[index] = amqp_table_entry_t(key: bytes(key), value: try self.value(value, key: key))
+    /// The bytes of `text`, exactly as it travels.
+    func bytes(_ text: ExactText) -> amqp_bytes_t {
+        switch text {
+        case .utf8(let string): bytes(string)
+        case .invalidUTF8(let raw): bytes(raw)
         }
-        return amqp_table_t(num_entries: Int32(table.count), entries: entries)
     }
 
-    private func value(_ value: FieldValue, key: String) throws -> amqp_field_value_t {
+    /// Encodes `table` for librabbitmq, checking what the library does not (keys of at most 255
+    /// bytes: it silently truncates longer ones and corrupts the frame) and what RabbitMQ
+    /// cannot read (``AMQPValidation/check(_:at:depth:)``).
+    func table(_ table: FieldTable, depth: Int = 0) throws -> amqp_table_t {
+        let count = table.entries.count
+        guard count > 0 else { return amqp_table_t(num_entries: 0, entries: nil) }
+        let entries = allocate(MemoryLayout<amqp_table_entry_t>.stride * count)
+            .bindMemory(to: amqp_table_entry_t.self, capacity: count)
+        for (index, entry) in table.entries.enumerated() {
+            try AMQPValidation.check(key: entry.exactKey, in: "a field table")
+            entries[index] = amqp_table_entry_t(
+                key: bytes(entry.exactKey), value: try value(entry.value, key: entry.key, depth: depth))
+        }
+        return amqp_table_t(num_entries: Int32(count), entries: entries)
+    }
+
+    private func value(_ value: FieldValue, key: String, depth: Int) throws -> amqp_field_value_t {
+        try AMQPValidation.check(value, at: "the field '\(key)'", depth: depth)
         var field = amqp_field_value_t()
         func kind(_ kind: amqp_field_value_kind_t) { field.kind = UInt8(kind.rawValue) }
         switch value {
@@ -85,31 +92,23 @@ final class CArena {
         case .int32(let v): kind(AMQP_FIELD_KIND_I32); field.value.i32 = v
         case .uint32(let v): kind(AMQP_FIELD_KIND_U32); field.value.u32 = v
         case .int64(let v): kind(AMQP_FIELD_KIND_I64); field.value.i64 = v
-        case .uint64(let v):
-            guard v <= UInt64(Int64.max) else {
-                throw AMQPError(
-                    .invalidArgument, "the field '\(key)' holds \(v), above Int64.max, which RabbitMQ cannot read")
-            }
-            // RabbitMQ does not take the 'L' type; a signed 64-bit value carries it.
-            kind(AMQP_FIELD_KIND_I64); field.value.i64 = Int64(v)
+        case .uint64(let v): kind(AMQP_FIELD_KIND_U64); field.value.u64 = v
         case .float(let v): kind(AMQP_FIELD_KIND_F32); field.value.f32 = v
         case .double(let v): kind(AMQP_FIELD_KIND_F64); field.value.f64 = v
         case .decimal(let scale, let v):
-            kind(AMQP_FIELD_KIND_DECIMAL); field.value.decimal = amqp_decimal_t(decimals: scale, value: v)
+            kind(AMQP_FIELD_KIND_DECIMAL)
+            field.value.decimal = amqp_decimal_t(decimals: scale, value: UInt32(bitPattern: v))
         case .string(let v): kind(AMQP_FIELD_KIND_UTF8); field.value.bytes = bytes(v)
+        case .invalidUTF8String(let v): kind(AMQP_FIELD_KIND_UTF8); field.value.bytes = bytes(v)
         case .bytes(let v): kind(AMQP_FIELD_KIND_BYTES); field.value.bytes = bytes(v)
-        case .timestamp(let v):
-            guard v.timeIntervalSince1970 >= 0 else {
-                throw AMQPError(.invalidArgument, "the timestamp in '\(key)' is before 1970")
-            }
-            kind(AMQP_FIELD_KIND_TIMESTAMP); field.value.u64 = UInt64(v.timeIntervalSince1970)
-        case .table(let v): kind(AMQP_FIELD_KIND_TABLE); field.value.table = try table(v)
+        case .timestamp(let v): kind(AMQP_FIELD_KIND_TIMESTAMP); field.value.u64 = v.rawValue
+        case .table(let v): kind(AMQP_FIELD_KIND_TABLE); field.value.table = try table(v, depth: depth + 1)
         case .array(let elements):
             kind(AMQP_FIELD_KIND_ARRAY)
             let storage = allocate(MemoryLayout<amqp_field_value_t>.stride * elements.count)
                 .bindMemory(to: amqp_field_value_t.self, capacity: max(elements.count, 1))
             for (index, element) in elements.enumerated() {
-                storage[index] = try self.value(element, key: key)
+                storage[index] = try self.value(element, key: key, depth: depth + 1)
             }
             field.value.array = amqp_array_t(num_entries: Int32(elements.count), entries: storage)
         case .void: kind(AMQP_FIELD_KIND_VOID)
@@ -119,25 +118,27 @@ final class CArena {
 }
 
 extension FieldTable {
-    /// Copies a table that librabbitmq decoded (its memory lives in a pool that is recycled soon).
-    /// Nesting deeper than `depthLimit` is cut off: 0.11 itself has no recursion limit.
-    init(copying table: amqp_table_t, depthLimit: Int = 100) {
-        self.init(minimumCapacity: Int(table.num_entries))
+    /// Copies a table that librabbitmq decoded (its memory lives in a pool that is recycled soon),
+    /// exactly: order, duplicate keys and bytes are kept. Throws ``AMQPError/Code/protocolError``
+    /// when tables and arrays nest deeper than ``FieldTable/maximumDepth`` (librabbitmq 0.11
+    /// decodes any depth; copying on would risk the stack of whatever walks the value later).
+    init(copying table: amqp_table_t, depth: Int = 0) throws {
+        self.init()
         guard table.num_entries > 0, let entries = table.entries else { return }
+        self.entries.reserveCapacity(Int(table.num_entries))
         for index in 0..<Int(table.num_entries) {
             let entry = entries[index]
-            let key = String(decoding: UnsafeRawBufferPointer(entry.key), as: UTF8.self)
-            self[key] = FieldValue(copying: entry.value, depthLimit: depthLimit - 1)
+            self.entries.append(
+                Entry(
+                    exactKey: ExactText(bytes: UnsafeRawBufferPointer(entry.key)),
+                    value: try FieldValue(copying: entry.value, depth: depth)))
         }
     }
 }
 
 extension FieldValue {
-    init(copying field: amqp_field_value_t, depthLimit: Int) {
-        guard depthLimit > 0 else {
-            self = .void
-            return
-        }
+    /// Copies a value at nesting `depth` (its table's), as ``FieldTable/init(copying:depth:)``.
+    init(copying field: amqp_field_value_t, depth: Int) throws {
         switch amqp_field_value_kind_t(UInt32(field.kind)) {
         case AMQP_FIELD_KIND_BOOLEAN: self = .bool(field.value.boolean != 0)
         case AMQP_FIELD_KIND_I8: self = .int8(field.value.i8)
@@ -151,24 +152,35 @@ extension FieldValue {
         case AMQP_FIELD_KIND_F32: self = .float(field.value.f32)
         case AMQP_FIELD_KIND_F64: self = .double(field.value.f64)
         case AMQP_FIELD_KIND_DECIMAL:
-            self = .decimal(scale: field.value.decimal.decimals, value: field.value.decimal.value)
+            self = .decimal(scale: field.value.decimal.decimals, value: Int32(bitPattern: field.value.decimal.value))
         case AMQP_FIELD_KIND_UTF8:
-            self = .string(String(decoding: UnsafeRawBufferPointer(field.value.bytes), as: UTF8.self))
+            self = .longString(bytes: Array(UnsafeRawBufferPointer(field.value.bytes)))
         case AMQP_FIELD_KIND_BYTES: self = .bytes(Array(UnsafeRawBufferPointer(field.value.bytes)))
-        case AMQP_FIELD_KIND_TIMESTAMP:
-            self = .timestamp(Date(timeIntervalSince1970: Double(field.value.u64)))
-        case AMQP_FIELD_KIND_TABLE: self = .table(FieldTable(copying: field.value.table, depthLimit: depthLimit))
+        case AMQP_FIELD_KIND_TIMESTAMP: self = .timestamp(AMQPTimestamp(rawValue: field.value.u64))
+        case AMQP_FIELD_KIND_TABLE:
+            try Self.checkDepth(depth)
+            self = .table(try FieldTable(copying: field.value.table, depth: depth + 1))
         case AMQP_FIELD_KIND_ARRAY:
+            try Self.checkDepth(depth)
             let array = field.value.array
             var elements: [FieldValue] = []
             if array.num_entries > 0, let entries = array.entries {
                 elements.reserveCapacity(Int(array.num_entries))
                 for index in 0..<Int(array.num_entries) {
-                    elements.append(FieldValue(copying: entries[index], depthLimit: depthLimit - 1))
+                    elements.append(try FieldValue(copying: entries[index], depth: depth + 1))
                 }
             }
             self = .array(elements)
-        default: self = .void
+        default:
+            // librabbitmq fails the frame for a type it does not know; VOID is the one left.
+            self = .void
+        }
+    }
+
+    private static func checkDepth(_ depth: Int) throws {
+        guard depth < FieldTable.maximumDepth else {
+            throw AMQPError(
+                .protocolError, "a field table nests tables and arrays more than \(FieldTable.maximumDepth) levels deep")
         }
     }
 }

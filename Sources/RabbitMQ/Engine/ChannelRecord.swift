@@ -203,6 +203,9 @@ final class IncomingContent {
     var content: DeliveryContent
     var headerReceived = false
     var bodySize = 0
+    /// Why the properties could not be copied (headers nested too deep); the message is then
+    /// rejected once complete instead of handed over.
+    var unreadable: AMQPError?
 
     init(origin: Origin, content: DeliveryContent) {
         self.origin = origin

@@ -135,17 +135,15 @@ final class ConfirmTracker {
 
 extension FieldValue {
     /// Equal as far as routing can tell after a trip through the broker: integers compare by
-    /// value whatever their width (an unsigned 64-bit value comes back signed), timestamps by
-    /// whole seconds (the wire carries no fraction), tables and arrays element by element.
+    /// value whatever their width (an unsigned 64-bit value comes back signed), tables and
+    /// arrays element by element, in order.
     func routesAlike(_ other: FieldValue) -> Bool {
         switch (self, other) {
         case (.uint64(let value), .int64(let returned)), (.int64(let returned), .uint64(let value)):
             return Int64(bitPattern: value) == returned
-        case (.timestamp(let value), .timestamp(let returned)):
-            return value.timeIntervalSince1970.rounded(.down) == returned.timeIntervalSince1970.rounded(.down)
         case (.table(let table), .table(let returned)):
             return table.count == returned.count
-                && table.allSatisfy { key, value in returned[key].map { value.routesAlike($0) } ?? false }
+                && zip(table, returned).allSatisfy { $0.exactKey == $1.exactKey && $0.value.routesAlike($1.value) }
         case (.array(let array), .array(let returned)):
             return array.count == returned.count && zip(array, returned).allSatisfy { $0.routesAlike($1) }
         default:

@@ -197,8 +197,12 @@ extension ConnectionCore {
                 return
             }
             incoming.headerReceived = true
-            incoming.content.properties = BasicProperties(
-                copying: header.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
+            do {
+                incoming.content.properties = try BasicProperties(
+                    copying: header.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
+            } catch {
+                incoming.unreadable = error as? AMQPError
+            }
             incoming.bodySize = Int(header.body_size)
             incoming.content.body.reserveCapacity(Int(header.body_size))
         } else {
@@ -211,6 +215,10 @@ extension ConnectionCore {
         }
         guard incoming.headerReceived, incoming.content.body.count == incoming.bodySize else { return }
         record.incoming = nil
+        if let unreadable = incoming.unreadable {
+            refuse(incoming, because: unreadable, on: record)
+            return
+        }
         switch incoming.origin {
         case .get(let waiting):
             unreportedCounts.delivered += 1
@@ -226,6 +234,29 @@ extension ConnectionCore {
         case .return(let replyCode, let replyText):
             returned(incoming.content, replyCode: replyCode, replyText: replyText, on: record)
         }
+    }
+
+    /// A message whose properties nothing could hold unchanged: rejected without requeueing (the
+    /// queue's dead-letter exchange gets it as it is) rather than handed over altered. A waiting
+    /// `basic.get` throws ``AMQPError/Code/unreadableMessage``.
+    private func refuse(_ incoming: IncomingContent, because reason: AMQPError, on record: ChannelRecord) {
+        let autoAck: Bool
+        switch incoming.origin {
+        case .get(let waiting): autoAck = waiting.autoAck
+        case .deliver: autoAck = record.consumers[incoming.content.consumerTag ?? ""]?.autoAck ?? true
+        case .return: autoAck = true  // nothing to settle: the broker returned it to us
+        }
+        let disposition = autoAck ? "it was already acknowledged automatically" : "rejected without requeueing"
+        let error = AMQPError(
+            .unreadableMessage,
+            "a message on channel \(record.number) (routing key '\(incoming.content.routingKey)') cannot be received unchanged: \(reason.message); \(disposition)")
+        logger.error("unreadable message", metadata: ["amqp.reason": "\(error.message)"])
+        if !autoAck, let connection {
+            writes.willWrite()
+            let status = amqp_basic_reject(connection, record.number, record.brokerTag(incoming.content.deliveryTag), 0)
+            if status != AMQP_STATUS_OK.rawValue { tearDown(connectionLost(status: status, while: "rejecting")) }
+        }
+        if case .get(let waiting) = incoming.origin { waiting.continuation.resume(throwing: error) }
     }
 
     func protocolViolation(_ message: String) {

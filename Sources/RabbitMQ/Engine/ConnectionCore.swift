@@ -197,7 +197,7 @@ actor ConnectionCore {
         tickInterval = negotiatedHeartbeat > 0 ? min(heartbeat / 4, .seconds(1)) : .seconds(1)
         lastInbound = clock.now
         nextTick = clock.now + tickInterval
-        let serverProperties = amqp_get_server_properties(connection).map { FieldTable(copying: $0.pointee) } ?? [:]
+        let serverProperties = amqp_get_server_properties(connection).flatMap { try? FieldTable(copying: $0.pointee) } ?? [:]
         let negotiated = AMQPConnection.NegotiatedParameters(
             channelMax: channelMax, frameMax: frameMax,
             heartbeat: UInt16(clamping: negotiatedHeartbeat))
