@@ -35,13 +35,19 @@ final class FakeBroker: @unchecked Sendable {
             return bytes
         }
 
-        /// Reads one frame and returns its (class, method) when it is a method frame.
-        @discardableResult
-        func readFrame() -> (type: UInt8, classID: UInt16, methodID: UInt16)? {
+        /// Reads one whole frame; `nil` when the client closed first.
+        func readWholeFrame() -> (type: UInt8, channel: UInt16, payload: [UInt8])? {
             guard let header = read(7) else { return nil }
             let size = Int(header[3]) << 24 | Int(header[4]) << 16 | Int(header[5]) << 8 | Int(header[6])
             guard let payload = read(size + 1) else { return nil }
-            guard header[0] == 1, payload.count >= 4 else { return (header[0], 0, 0) }
+            return (header[0], UInt16(header[1]) << 8 | UInt16(header[2]), Array(payload.dropLast()))
+        }
+
+        /// Reads one frame and returns its (class, method) when it is a method frame.
+        @discardableResult
+        func readFrame() -> (type: UInt8, classID: UInt16, methodID: UInt16)? {
+            guard let (type, _, payload) = readWholeFrame() else { return nil }
+            guard type == 1, payload.count >= 4 else { return (type, 0, 0) }
             return (1, UInt16(payload[0]) << 8 | UInt16(payload[1]), UInt16(payload[2]) << 8 | UInt16(payload[3]))
         }
 

@@ -1,0 +1,114 @@
+import Foundation
+import RabbitMQ
+import Testing
+import WireFixtures
+
+/// A peer that delivers what other clients publish (``HostileMessages``): the consumer receives
+/// each, republishes it with the properties it came with, and the peer compares the bytes.
+@Suite(
+    "Forwarding messages from other clients",
+    .enabled(if: TestBroker.reachableOrRequired, "needs a broker; CI and AMQP_REQUIRE_BROKER=1 make it fail instead"), .watchdog)
+struct ForwardingTests {
+    typealias Frame = FakeBroker.Frame
+
+    /// What the fake peer received back from the client.
+    final class Received: @unchecked Sendable {
+        // @unchecked: every property is read and written under `lock`.
+        private let lock = NSLock()
+        private var _published: [[UInt8]] = []
+        private var _acknowledged: [UInt64] = []
+        private var _rejected: [(tag: UInt64, requeue: Bool)] = []
+
+        func published(_ properties: [UInt8]) { lock.withLock { _published.append(properties) } }
+        func acknowledged(_ tag: UInt64) { lock.withLock { _acknowledged.append(tag) } }
+        func rejected(_ tag: UInt64, requeue: Bool) { lock.withLock { _rejected.append((tag, requeue)) } }
+        var snapshot: (published: [[UInt8]], acknowledged: [UInt64], rejected: [(tag: UInt64, requeue: Bool)]) {
+            lock.withLock { (_published, _acknowledged, _rejected) }
+        }
+    }
+
+    private static func u64(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+        bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Opens channel 1, answers `basic.consume`, delivers `messages` (tags 1, 2, …) and records
+    /// what comes back until the client closes the connection.
+    private static func serve(_ session: FakeBroker.Session, delivering messages: [[UInt8]], into received: Received) {
+        guard session.handshake() else { return }
+        func method(_ classID: UInt16, _ methodID: UInt16, _ arguments: [UInt8], channel: UInt16 = 1) {
+            session.send(Frame.method(channel: channel, classID: classID, methodID: methodID, arguments: arguments))
+        }
+        var publishing = false
+        while let (type, channel, payload) = session.readWholeFrame() {
+            if type == 2, publishing {
+                received.published(Array(payload.dropFirst(12)))  // class, weight, body size
+                continue
+            }
+            guard type == 1, payload.count >= 4 else { continue }
+            let id = (UInt16(payload[0]) << 8 | UInt16(payload[1]), UInt16(payload[2]) << 8 | UInt16(payload[3]))
+            let arguments = payload.dropFirst(4)
+            switch id {
+            case (20, 10): method(20, 11, Frame.long(0), channel: channel)
+            case (20, 40): method(20, 41, [], channel: channel)
+            case (60, 10): method(60, 11, [], channel: channel)
+            case (60, 20):
+                // reserved short, queue, consumer tag
+                let queueLength = Int(arguments[arguments.startIndex + 2])
+                let tagStart = arguments.startIndex + 3 + queueLength
+                let tag = Array(arguments[(tagStart + 1)..<(tagStart + 1 + Int(arguments[tagStart]))])
+                method(60, 21, [UInt8(tag.count)] + tag)
+                for (index, properties) in messages.enumerated() {
+                    let body = Array("message \(index)".utf8)
+                    method(60, 60, [UInt8(tag.count)] + tag + Wire.u64(UInt64(index + 1)) + [0] + Frame.shortString("")
+                        + Frame.shortString("in"))
+                    session.send(Frame.raw(type: 2, channel: 1, payload: Wire.u16(60) + Wire.u16(0) + Wire.u64(UInt64(body.count)) + properties))
+                    session.send(Frame.raw(type: 3, channel: 1, payload: body))
+                }
+            case (60, 40): publishing = true
+            case (60, 80): received.acknowledged(u64(arguments))
+            case (60, 90): received.rejected(u64(arguments), requeue: arguments.last == 1)
+            case (60, 120): received.rejected(u64(arguments), requeue: arguments.last.map { $0 & 2 != 0 } ?? false)
+            case (10, 50):
+                method(10, 51, [], channel: 0)
+                return
+            default: continue
+            }
+        }
+    }
+
+    @Test func everyMessageIsRepublishedByteForByteAndTheTooDeepOneIsRejected() async throws {
+        let messages = HostileMessages.all.map(\.properties)
+        let received = Received()
+        // The too-deep message comes second: the ones after it must still flow.
+        let delivered = [messages[0], HostileMessages.tooDeep.properties] + messages.dropFirst()
+        let server = try FakeBroker { session in Self.serve(session, delivering: delivered, into: received) }
+        defer { server.stop() }
+        var configuration = AMQPConnection.Configuration(host: "127.0.0.1", port: server.port)
+        configuration.recovery = .disabled
+        configuration.connectionTimeout = .seconds(10)
+        let connection = try await AMQPConnection.open(configuration)
+        let channel = try await connection.openChannel()
+        let consumer = try await channel.consume(queue: "in")
+        var forwarded = 0
+        for try await delivery in consumer {
+            try await channel.publish(delivery.body, routingKey: "out", properties: delivery.properties)
+            try await delivery.ack()
+            forwarded += 1
+            if forwarded == messages.count { break }
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while received.snapshot.acknowledged.count < messages.count, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        await connection.close()
+
+        let (published, acknowledged, rejected) = received.snapshot
+        #expect(published.count == messages.count)
+        for (index, (sent, came)) in zip(published, messages).enumerated() {
+            #expect(sent == came, "\(HostileMessages.all[index]) changed on the way")
+        }
+        #expect(acknowledged == [1] + Array(3...UInt64(delivered.count)))
+        #expect(rejected.map(\.tag) == [2])
+        #expect(rejected.first?.requeue == false)
+    }
+}
