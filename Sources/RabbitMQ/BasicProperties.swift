@@ -36,8 +36,9 @@ public struct BasicProperties: Sendable, Hashable {
     }
     /// Application headers.
     public var headers: FieldTable?
-    /// Transient or persistent. The wire carries any octet; a value other than 1 or 2 arrives
-    /// as `nil` here and is kept in ``deliveryModeValue``.
+    /// Transient or persistent. The wire carries any octet; a value other than 1 or 2 (from a
+    /// peer other than RabbitMQ, which refuses them) arrives as `nil` here and is kept in
+    /// ``deliveryModeValue``; publishing it fails with ``AMQPError/Code/invalidArgument``.
     public var deliveryMode: DeliveryMode? {
         get { deliveryModeValue.flatMap(DeliveryMode.init(rawValue:)) }
         set { deliveryModeValue = newValue?.rawValue }

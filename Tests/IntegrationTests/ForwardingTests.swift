@@ -76,11 +76,10 @@ struct ForwardingTests {
         }
     }
 
-    @Test func everyMessageIsRepublishedByteForByteAndTheTooDeepOneIsRejected() async throws {
-        let messages = HostileMessages.all.map(\.properties)
+    /// Consumes `delivered` from a fake peer, republishing each delivery to it with the
+    /// properties it came with; returns those properties and what the peer received back.
+    static func forward(_ delivered: [[UInt8]], expecting count: Int) async throws -> ([BasicProperties], Received) {
         let received = Received()
-        // The too-deep message comes second: the ones after it must still flow.
-        let delivered = [messages[0], HostileMessages.tooDeep.properties] + messages.dropFirst()
         let server = try FakeBroker { session in Self.serve(session, delivering: delivered, into: received) }
         defer { server.stop() }
         var configuration = AMQPConnection.Configuration(host: "127.0.0.1", port: server.port)
@@ -89,18 +88,26 @@ struct ForwardingTests {
         let connection = try await AMQPConnection.open(configuration)
         let channel = try await connection.openChannel()
         let consumer = try await channel.consume(queue: "in")
-        var forwarded = 0
+        var properties: [BasicProperties] = []
         for try await delivery in consumer {
             try await channel.publish(delivery.body, routingKey: "out", properties: delivery.properties)
             try await delivery.ack()
-            forwarded += 1
-            if forwarded == messages.count { break }
+            properties.append(delivery.properties)
+            if properties.count == count { break }
         }
         let deadline = ContinuousClock.now + .seconds(30)
-        while received.snapshot.acknowledged.count < messages.count, ContinuousClock.now < deadline {
+        while received.snapshot.acknowledged.count < count, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
         await connection.close()
+        return (properties, received)
+    }
+
+    @Test func everyMessageIsRepublishedByteForByteAndTheTooDeepOneIsRejected() async throws {
+        let messages = HostileMessages.all.map(\.properties)
+        // The too-deep message comes second: the ones after it must still flow.
+        let delivered = [messages[0], HostileMessages.tooDeep.properties] + messages.dropFirst()
+        let (_, received) = try await Self.forward(delivered, expecting: messages.count)
 
         let (published, acknowledged, rejected) = received.snapshot
         #expect(published.count == messages.count)
@@ -110,5 +117,20 @@ struct ForwardingTests {
         #expect(acknowledged == [1] + Array(3...UInt64(delivered.count)))
         #expect(rejected.map(\.tag) == [2])
         #expect(rejected.first?.requeue == false)
+    }
+
+    @Test func throughRabbitMQEveryMessageArrivesAsItWasPublished() async throws {
+        let hostile = HostileMessages.all.filter(\.rabbitMQTakesIt)
+        let (properties, _) = try await Self.forward(hostile.map(\.properties), expecting: hostile.count)
+        let connection = try await TestBroker.connect()
+        let channel = try await connection.openChannel()
+        try await channel.confirmSelect()
+        let queue = try await channel.queueDeclare("", exclusive: true).name
+        for (message, sent) in zip(hostile, properties) {
+            try await channel.publish(message.name, routingKey: queue, properties: sent)
+            let got = try #require(try await channel.basicGet(queue: queue, autoAck: true))
+            #expect(got.properties == sent, "\(message) changed through RabbitMQ")
+        }
+        await connection.close()
     }
 }

@@ -10,8 +10,13 @@ import WireFixtures
 @Suite("Received properties republished")
 struct ReceivedPropertiesTests {
     private func republished(_ bytes: [UInt8]) throws -> (BasicProperties, [UInt8]) {
-        let properties = try Librabbitmq.withDecodedProperties(bytes) { try BasicProperties(copying: $0) }
+        let (properties, encoded) = try republishedWithoutValidation(bytes)
         try properties.validate(frameMax: 131_072)
+        return (properties, encoded)
+    }
+
+    private func republishedWithoutValidation(_ bytes: [UInt8]) throws -> (BasicProperties, [UInt8]) {
+        let properties = try Librabbitmq.withDecodedProperties(bytes) { try BasicProperties(copying: $0) }
         let arena = CArena()
         let encoded = try withExtendedLifetime(arena) { try Librabbitmq.encode(try properties.cProperties(arena)) }
         return (properties, encoded)
@@ -46,8 +51,8 @@ struct ReceivedPropertiesTests {
         let (types, _) = try republished(HostileMessages.everyType.properties)
         #expect(types.headers?["D"] == .decimal(scale: 2, value: -12345))
         #expect(types.headers?["L"] == .uint64(.max))
-        #expect(types.deliveryMode == nil)
-        #expect(types.deliveryModeValue == 3)
+        #expect(types.deliveryMode == .persistent)
+        #expect(types.priority == 255)
 
         let (duplicates, _) = try republished(HostileMessages.duplicateKeys.properties)
         #expect(duplicates.headers?.keys == ["tenant", "other", "tenant", "nested"])
@@ -64,6 +69,18 @@ struct ReceivedPropertiesTests {
         #expect(properties.messageID == nil)
         properties.setBytes(Array(repeating: 0xE9, count: 256), of: .appID)
         #expect(throws: AMQPError.self) { try properties.validate(frameMax: 131_072) }
+    }
+
+    @Test func aDeliveryModeRabbitMQRefusesIsKeptButNotSent() throws {
+        var odd = WireProperties()
+        odd.deliveryMode = 3
+        let (properties, encoded) = try republishedWithoutValidation(odd.encoded)
+        #expect(encoded == odd.encoded)
+        #expect(properties.deliveryMode == nil)
+        #expect(properties.deliveryModeValue == 3)
+        // RabbitMQ closes the channel over it (406 delivery_mode_unknown).
+        let error = #expect(throws: AMQPError.self) { try properties.validate(frameMax: 131_072) }
+        #expect(error?.code == .invalidArgument)
     }
 
     @Test func propertiesNestedBeyondTheLimitAreNotCopied() throws {

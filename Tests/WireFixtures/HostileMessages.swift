@@ -82,10 +82,10 @@ public enum HostileMessages {
     }()
 
     /// Every field type, with the values that need care: a negative decimal, `L` at 2^64 - 1,
-    /// the extremes of each integer, a void, raw bytes, an odd delivery mode.
+    /// the extremes of each integer, a void, raw bytes, the highest priority.
     public static let everyType: HostileMessage = {
         var properties = WireProperties()
-        properties.deliveryMode = 3
+        properties.deliveryMode = 2
         properties.priority = 255
         properties.headers = Wire.table([
             (Array("t".utf8), Wire.field("t", [1])),

@@ -66,9 +66,10 @@ extension BasicProperties {
     }
 
     /// Rejects what librabbitmq would notice only after the publish's method frame is on the
-    /// wire (the broker then closes the whole connection) or what RabbitMQ cannot read: short
-    /// strings over 255 bytes, header values RabbitMQ refuses, nesting beyond
-    /// ``FieldTable/maximumDepth`` and a content header larger than one frame.
+    /// wire (the broker then closes the whole connection) or what RabbitMQ refuses: short
+    /// strings over 255 bytes, header values RabbitMQ cannot read, nesting beyond
+    /// ``FieldTable/maximumDepth``, a delivery mode other than 1 or 2, and a content header
+    /// larger than one frame.
     func validate(frameMax: UInt32) throws {
         var size = 14  // class id, weight, body size, property flags
         // Field by field rather than through an array: this runs for every publish.
@@ -88,6 +89,10 @@ extension BasicProperties {
         try add(exactAppID, "appID")
         try add(exactClusterID, "clusterID")
         if let headers { size += try AMQPValidation.encodedSize(of: headers, in: "headers") }
+        if let deliveryModeValue, DeliveryMode(rawValue: deliveryModeValue) == nil {
+            throw AMQPError(
+                .invalidArgument, "the delivery mode is \(deliveryModeValue); RabbitMQ takes only 1 (transient) and 2 (persistent)")
+        }
         size += (deliveryModeValue == nil ? 0 : 1) + (priority == nil ? 0 : 1) + (timestamp == nil ? 0 : 8)
         // A frame carries 8 bytes of framing around its payload.
         guard size <= Int(frameMax) - 8 else {
