@@ -5,6 +5,7 @@ import RabbitMQEvents
 import ServiceLifecycle
 import ServiceLifecycleTestKit
 import Testing
+import WireFixtures
 
 /// What the handlers saw, in order.
 actor Recorder {
@@ -293,6 +294,57 @@ struct EventDispatcherTests {
             #expect(letters.allSatisfy { $0.properties.headers?[EventDispatcher.DeadLetterHeader.attempts]?.int64Value == 1 })
         }
         #expect(await recorder.count == 0)
+        #expect(try await counts(configuration) == (0, 0))
+        try await cleanUp(configuration)
+    }
+
+    /// Messages other clients send (``HostileMessages``), failing in their handler until they are
+    /// dead-lettered: the dispatcher republishes each for its retry and its dead letter, and
+    /// every property and header entry it received leaves unchanged (its own headers follow).
+    @Test func messagesFromOtherClientsAreRetriedAndDeadLetteredUnchanged() async throws {
+        let hostile = HostileMessages.all.filter(\.rabbitMQTakesIt)
+        let (received, _) = try await ForwardingTests.forward(hostile.map(\.properties), expecting: hostile.count)
+        var configuration = configuration()
+        configuration.maxAttempts = 2
+        var handlers = EventHandlers()
+        handlers.on(OrderCreated.self) { _, _ in throw Failure(description: "out of stock") }
+        var sent: [String: BasicProperties] = [:]
+        try await withDispatcher(configuration, handlers) { connection in
+            let channel = try await connection.openChannel()
+            try await channel.confirmSelect()
+            for (index, var properties) in received.enumerated() {
+                // Its own type (Latin-1 in one of them) is kept: that one is an unknown type.
+                if properties.type == nil { properties.type = OrderCreated.eventType }
+                let order = OrderCreated(orderID: "hostile-\(index)", customerID: "c", items: [])
+                try await channel.publish(
+                    try JSONEventCodec().encode(order), exchange: configuration.exchange, routingKey: "order.created",
+                    properties: properties)
+                sent[order.orderID] = properties
+            }
+            let letters = try await deadLetters(configuration, expected: hostile.count)
+            #expect(letters.count == hostile.count)
+            for letter in letters {
+                let orderID = try JSONEventCodec().decode(OrderCreated.self, from: letter.body).orderID
+                let original = try #require(sent[orderID])
+                let name = hostile[Int(orderID.dropFirst("hostile-".count))!].name
+                for property in BasicProperties.TextProperty.allCases {
+                    #expect(letter.properties.bytes(of: property) == original.bytes(of: property), "\(name): \(property)")
+                }
+                #expect(letter.properties.timestamp == original.timestamp, "\(name)")
+                #expect(letter.properties.deliveryModeValue == original.deliveryModeValue, "\(name)")
+                #expect(letter.properties.priority == original.priority, "\(name)")
+                let headers = letter.properties.headers ?? [:]
+                // The quorum queue makes RabbitMQ re-encode the headers, writing an `L` as an `l`
+                // with the same bits (documented in the field-table article); the rest is exact.
+                let originalEntries = (original.headers?.entries ?? []).map { entry in
+                    guard case .uint64(let value) = entry.value else { return entry }
+                    return FieldTable.Entry(key: entry.key, value: .int64(Int64(bitPattern: value)))
+                }
+                #expect(Array(headers.entries.prefix(originalEntries.count)) == originalEntries, "\(name)")
+                let reason = headers[EventDispatcher.DeadLetterHeader.reason]?.stringValue
+                #expect(reason == (original.type == OrderCreated.eventType ? "retries-exhausted" : "unknown-type"), "\(name)")
+            }
+        }
         #expect(try await counts(configuration) == (0, 0))
         try await cleanUp(configuration)
     }
