@@ -32,8 +32,12 @@ struct ForwardingTests {
     }
 
     /// Opens channel 1, answers `basic.consume`, delivers `messages` (tags 1, 2, …) and records
-    /// what comes back until the client closes the connection.
-    private static func serve(_ session: FakeBroker.Session, delivering messages: [[UInt8]], into received: Received) {
+    /// what comes back until the client closes the connection. `announcedBodySize` replaces the
+    /// body size in each content header (the body frame stays as it is).
+    private static func serve(
+        _ session: FakeBroker.Session, delivering messages: [[UInt8]], into received: Received,
+        announcedBodySize: UInt64? = nil, tags: [UInt64]? = nil
+    ) {
         guard session.handshake() else { return }
         func method(_ classID: UInt16, _ methodID: UInt16, _ arguments: [UInt8], channel: UInt16 = 1) {
             session.send(Frame.method(channel: channel, classID: classID, methodID: methodID, arguments: arguments))
@@ -59,9 +63,11 @@ struct ForwardingTests {
                 method(60, 21, [UInt8(tag.count)] + tag)
                 for (index, properties) in messages.enumerated() {
                     let body = Array("message \(index)".utf8)
-                    method(60, 60, [UInt8(tag.count)] + tag + Wire.u64(UInt64(index + 1)) + [0] + Frame.shortString("")
+                    let deliveryTag = tags?[index] ?? UInt64(index + 1)
+                    method(60, 60, [UInt8(tag.count)] + tag + Wire.u64(deliveryTag) + [0] + Frame.shortString("")
                         + Frame.shortString("in"))
-                    session.send(Frame.raw(type: 2, channel: 1, payload: Wire.u16(60) + Wire.u16(0) + Wire.u64(UInt64(body.count)) + properties))
+                    let size = announcedBodySize ?? UInt64(body.count)
+                    session.send(Frame.raw(type: 2, channel: 1, payload: Wire.u16(60) + Wire.u16(0) + Wire.u64(size) + properties))
                     session.send(Frame.raw(type: 3, channel: 1, payload: body))
                 }
             case (60, 40): publishing = true
@@ -131,6 +137,58 @@ struct ForwardingTests {
             let got = try #require(try await channel.basicGet(queue: queue, autoAck: true))
             #expect(got.properties == sent, "\(message) changed through RabbitMQ")
         }
+        await connection.close()
+    }
+
+    /// A content header announcing more bytes than any message has: the connection fails with a
+    /// protocol error (a body size beyond `Int.max`) or waits for the bytes without reserving
+    /// them all up front; the process lives on either way.
+    @Test(arguments: [UInt64.max, 1 << 40])
+    func anImpossibleBodySizeFailsTheConnectionNotTheProcess(announced: UInt64) async throws {
+        let received = Received()
+        let server = try FakeBroker { session in
+            Self.serve(session, delivering: [WireProperties().encoded], into: received, announcedBodySize: announced)
+        }
+        defer { server.stop() }
+        var configuration = AMQPConnection.Configuration(host: "127.0.0.1", port: server.port)
+        configuration.recovery = .disabled
+        configuration.connectionTimeout = .seconds(10)
+        let connection = try await AMQPConnection.open(configuration)
+        let channel = try await connection.openChannel()
+        let consumer = try await channel.consume(queue: "in")
+        if announced > UInt64(Int.max) {
+            let error = await #expect(throws: AMQPError.self) { for try await _ in consumer {} }
+            #expect(error?.code == .protocolError, "\(String(describing: error))")
+        } else {
+            // The body never completes; the connection is still there and can be closed.
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(connection.isOpen)
+        }
+        await connection.close()
+    }
+
+    /// RabbitMQ numbers a channel's deliveries 1, 2, 3, …: a tag that falls back or leaps ahead
+    /// (which would make the client track a vast range of outstanding tags) fails the connection
+    /// with a protocol error, after the deliveries before it were handed over.
+    @Test(arguments: [[1, 1 << 60], [5, 3], [1, 0]] as [[UInt64]])
+    func deliveryTagsOutOfSequenceFailTheConnectionNotTheProcess(tags: [UInt64]) async throws {
+        let received = Received()
+        let server = try FakeBroker { session in
+            Self.serve(session, delivering: tags.map { _ in WireProperties().encoded }, into: received, tags: tags)
+        }
+        defer { server.stop() }
+        var configuration = AMQPConnection.Configuration(host: "127.0.0.1", port: server.port)
+        configuration.recovery = .disabled
+        configuration.connectionTimeout = .seconds(10)
+        let connection = try await AMQPConnection.open(configuration)
+        let channel = try await connection.openChannel()
+        let consumer = try await channel.consume(queue: "in")
+        var delivered = 0
+        let error = await #expect(throws: AMQPError.self) {
+            for try await _ in consumer { delivered += 1 }
+        }
+        #expect(error?.code == .protocolError, "\(String(describing: error))")
+        #expect(delivered == 1)
         await connection.close()
     }
 }

@@ -81,11 +81,13 @@ struct DeliveryTagTests {
     @Test func tagsGrowAcrossGenerationsAndOldOnesAreStale() throws {
         let record = ChannelRecord(number: 1, id: 1)
         #expect((1...50).map { record.applicationTag($0) }.last == 50)
+        #expect(record.applicationTag(50) == nil, "not above the previous tag")
+        #expect(record.applicationTag(51 + ChannelRecord.largestTagStep) == nil, "too far beyond it")
         for tag in UInt64(1)...50 { record.status.deliveryOutstanding(tag) }
         // Lost and recovered: the broker's tags start at 1 again.
         record.tagOffset = record.highestTag
         let generation = record.status.startNewGeneration(tagsAbove: record.highestTag)
-        let newTag = record.applicationTag(1)
+        let newTag = try #require(record.applicationTag(1))
         #expect(newTag == 51)
         #expect(record.brokerTag(newTag) == 1)
         #expect(record.brokerTag(0) == 0, "0 still means every outstanding delivery")

@@ -121,11 +121,19 @@ final class ChannelRecord {
     /// The highest tag (as the application sees it) delivered on the channel so far.
     var highestTag: UInt64 = 0
 
-    /// The application's tag for a tag the broker sent on this generation's channel.
-    func applicationTag(_ brokerTag: UInt64) -> UInt64 {
-        let tag = brokerTag &+ tagOffset
-        if tag > highestTag { highestTag = tag }
-        return tag
+    /// The most a delivery tag may advance past the previous one. RabbitMQ numbers a channel's
+    /// deliveries 1, 2, 3, …; a peer whose tags leap further could make the outstanding-tag
+    /// bitmap grow without bound.
+    static let largestTagStep: UInt64 = 1 << 16
+
+    /// The application's tag for a tag the broker sent on this generation's channel, or `nil`
+    /// when it is out of sequence: not above the previous one, or more than
+    /// ``largestTagStep`` beyond it.
+    func applicationTag(_ brokerTag: UInt64) -> UInt64? {
+        let previous = highestTag &- tagOffset
+        guard brokerTag > previous, brokerTag - previous <= Self.largestTagStep else { return nil }
+        highestTag = brokerTag &+ tagOffset
+        return highestTag
     }
 
     /// The broker's tag for an application's tag of the current generation (0 stays 0: "all").

@@ -61,10 +61,14 @@ extension ConnectionCore {
         switch method.id {
         case AMQP_BASIC_DELIVER_METHOD:
             let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+            guard let tag = record.applicationTag(deliver.delivery_tag) else {
+                tagOutOfSequence(deliver.delivery_tag, on: record)
+                return
+            }
             record.incoming = IncomingContent(
                 origin: .deliver,
                 content: DeliveryContent(
-                    deliveryTag: record.applicationTag(deliver.delivery_tag), redelivered: deliver.redelivered != 0,
+                    deliveryTag: tag, redelivered: deliver.redelivered != 0,
                     exchange: record.recentStrings.string(deliver.exchange),
                     routingKey: record.recentStrings.string(deliver.routing_key),
                     consumerTag: record.recentStrings.string(deliver.consumer_tag), generation: record.generation))
@@ -145,10 +149,14 @@ extension ConnectionCore {
         case AMQP_BASIC_GET_OK_METHOD:
             // The message's header and body frames follow; the get resolves when they are in.
             let ok = method.decoded.assumingMemoryBound(to: amqp_basic_get_ok_t.self).pointee
+            guard let tag = record.applicationTag(ok.delivery_tag) else {
+                waiting.continuation.resume(throwing: tagOutOfSequence(ok.delivery_tag, on: record))
+                return
+            }
             record.incoming = IncomingContent(
                 origin: .get(waiting),
                 content: DeliveryContent(
-                    deliveryTag: record.applicationTag(ok.delivery_tag), redelivered: ok.redelivered != 0,
+                    deliveryTag: tag, redelivered: ok.redelivered != 0,
                     exchange: String(copying: ok.exchange), routingKey: String(copying: ok.routing_key),
                     messageCount: ok.message_count, generation: record.generation))
             return
@@ -178,6 +186,9 @@ extension ConnectionCore {
         record.status.closeReason ?? AMQPError(.channelClosed, "channel \(record.number) was closed by the application")
     }
 
+    /// The most memory a content header's announced body size reserves before the bytes arrive.
+    static let largestBodyReservedUpFront = 16 << 20
+
     /// A content header or body frame: the next part of the message the channel is receiving.
     func handleContent(_ frame: amqp_frame_t) {
         guard let record = channels[frame.channel] else {
@@ -203,8 +214,13 @@ extension ConnectionCore {
             } catch {
                 incoming.unreadable = error as? AMQPError
             }
-            incoming.bodySize = Int(header.body_size)
-            incoming.content.body.reserveCapacity(Int(header.body_size))
+            guard let bodySize = Int(exactly: header.body_size) else {
+                protocolViolation("the broker announced a \(header.body_size)-byte body on channel \(frame.channel)")
+                return
+            }
+            incoming.bodySize = bodySize
+            // Reserved as announced up to a bound: a peer's number alone must not allocate memory.
+            incoming.content.body.reserveCapacity(min(bodySize, Self.largestBodyReservedUpFront))
         } else {
             let fragment = UnsafeRawBufferPointer(frame.payload.body_fragment)
             guard incoming.headerReceived, incoming.content.body.count + fragment.count <= incoming.bodySize else {
@@ -257,6 +273,15 @@ extension ConnectionCore {
             if status != AMQP_STATUS_OK.rawValue { tearDown(connectionLost(status: status, while: "rejecting")) }
         }
         if case .get(let waiting) = incoming.origin { waiting.continuation.resume(throwing: error) }
+    }
+
+    /// A delivery tag that breaks the broker's numbering (see ``ChannelRecord/applicationTag(_:)``)
+    /// fails the connection.
+    @discardableResult
+    private func tagOutOfSequence(_ tag: UInt64, on record: ChannelRecord) -> AMQPError {
+        let previous = record.highestTag &- record.tagOffset
+        protocolViolation("the broker sent delivery tag \(tag) on channel \(record.number) after \(previous)")
+        return closeReason ?? AMQPError(.protocolError, "delivery tag \(tag) out of sequence")
     }
 
     func protocolViolation(_ message: String) {
