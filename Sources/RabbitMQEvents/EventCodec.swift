@@ -28,8 +28,16 @@ public struct JSONEventCodec: EventCodec {
     public init() {
         encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
+            guard let text = Self.format(date) else {
+                // The seconds, not the date: Foundation's Date.description traps on infinite dates.
+                throw EncodingError.invalidValue(
+                    date.timeIntervalSince1970,
+                    .init(
+                        codingPath: encoder.codingPath,
+                        debugDescription: "\(date.timeIntervalSince1970) s since 1970 is no moment ISO 8601 can write"))
+            }
             var container = encoder.singleValueContainer()
-            try container.encode(Self.format(date))
+            try container.encode(text)
         }
         decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
@@ -50,10 +58,15 @@ public struct JSONEventCodec: EventCodec {
         try decoder.decode(type, from: Data(body))
     }
 
-    /// `2026-11-21T12:00:01.234Z`, rounded to the nearest millisecond. (Foundation's fractional
-    /// seconds truncate the binary value, printing 1.234 as `.233`.)
-    static func format(_ date: Date) -> String {
-        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
+    /// `2026-11-21T12:00:01.234Z`, rounded to the nearest millisecond (Foundation's fractional
+    /// seconds truncate the binary value, printing 1.234 as `.233`); `nil` for a date beyond
+    /// ISO 8601's four-digit years or not finite.
+    static func format(_ date: Date) -> String? {
+        let interval = date.timeIntervalSince1970
+        // Years 0000 to 9999.
+        guard interval >= -62_167_219_200, interval < 253_402_300_800,
+            let milliseconds = Int64(exactly: (interval * 1000).rounded())
+        else { return nil }
         let (seconds, fraction) = milliseconds.quotientAndRemainder(dividingBy: 1000)
         let whole = seconds - (fraction < 0 ? 1 : 0)
         let millis = (fraction + 1000) % 1000

@@ -255,7 +255,8 @@ public final class EventDispatcher: Service {
         // queues also count deliveries that were never acknowledged (a crash, a lost connection).
         let failed = max(headers[RetryHeader.failedAttempts]?.int64Value ?? 0, 0)
         let redeliveries = max(headers["x-delivery-count"]?.int64Value ?? 0, 0)
-        let attempt = Int(clamping: failed &+ redeliveries &+ 1)
+        // Saturating: anyone may have written these headers.
+        let attempt = Int(clamping: min(failed, Int64(Int32.max)) + min(redeliveries, Int64(Int32.max)) + 1)
         // A retried copy came through the default exchange: the original route is in headers.
         let routingKey = headers[RetryHeader.originalRoutingKey]?.stringValue ?? delivery.routingKey
         let type = delivery.properties.type

@@ -349,6 +349,30 @@ struct EventDispatcherTests {
         try await cleanUp(configuration)
     }
 
+    /// Attempt counts come from headers anyone may write: the largest ones saturate instead of
+    /// wrapping round to a negative attempt that would be retried from the start.
+    @Test func attemptCountsFromHeadersSaturate() async throws {
+        let configuration = configuration()
+        let recorder = Recorder()
+        var handlers = EventHandlers()
+        handlers.on(OrderCreated.self) { _, context in
+            await recorder.record("attempt", context)
+            throw Failure(description: "out of stock")
+        }
+        try await withDispatcher(configuration, handlers) { connection in
+            let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
+            try await publisher.publish(
+                OrderCreated(orderID: "counted", customerID: "c", items: []),
+                headers: [EventDispatcher.RetryHeader.failedAttempts: .int64(.max), "x-delivery-count": .int64(.max)])
+            let letters = try await deadLetters(configuration, expected: 1)
+            #expect(letters.first?.properties.headers?[EventDispatcher.DeadLetterHeader.reason]?.stringValue == "retries-exhausted")
+        }
+        let attempts = await recorder.calls.map(\.context.attempt)
+        #expect(attempts.count == 1)
+        #expect(attempts.allSatisfy { $0 >= configuration.maxAttempts })
+        try await cleanUp(configuration)
+    }
+
     @Test func publisherCanSendTransientAndNotMandatoryEvents() async throws {
         let connection = try await TestBroker.connect()
         let channel = try await connection.openChannel()

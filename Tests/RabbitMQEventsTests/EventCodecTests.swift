@@ -43,6 +43,17 @@ struct EventCodecTests {
         #expect(String(decoding: body, as: UTF8.self) == #"{"at":"\#(text)"}"#)
     }
 
+    @Test func aDateThatIsNoMomentIsAnEncodingErrorNotACrash() {
+        struct Stamp: AMQPEvent {
+            static let eventType = "Stamp"
+            static let routingKey = "stamp"
+            var at: Date
+        }
+        for seconds in [Double.infinity, -.infinity, .nan, 1e300] {
+            #expect(throws: EncodingError.self) { try JSONEventCodec().encode(Stamp(at: Date(timeIntervalSince1970: seconds))) }
+        }
+    }
+
     @Test func typeNamesAndRoutingKeysAreTheDocumentedOnes() {
         #expect(OrderCreated.eventType == "OrderCreated")
         #expect(OrderCreated.routingKey == "order.created")
