@@ -135,7 +135,8 @@ struct ForwardingTests {
         for (message, sent) in zip(hostile, properties) {
             try await channel.publish(message.name, routingKey: queue, properties: sent)
             let got = try #require(try await channel.basicGet(queue: queue, autoAck: true))
-            #expect(got.properties == sent, "\(message) changed through RabbitMQ")
+            // RabbitMQ 4 re-encodes headers (sorted, the first of duplicate keys, `L` as `l`).
+            #expect(got.properties == BrokerVersion.propertiesAsDelivered(sent, by: connection), "\(message) changed through RabbitMQ")
         }
         await connection.close()
     }

@@ -58,7 +58,9 @@ struct ConfirmTrackerTests {
         ]
         #expect(published.routesAlike(cameBack))
         #expect(!published.routesAlike(["big": .int64(.max)]))
-        #expect(!FieldValue.table(["a": 1, "b": 2]).routesAlike(["b": 2, "a": 1]))
+        // RabbitMQ 4 re-encodes headers: sorted by key, the first of duplicate keys kept.
+        #expect(FieldValue.table(["tenant": "eu", "region": "x", "tenant": "us"]).routesAlike(["region": "x", "tenant": "eu"]))
+        #expect(!FieldValue.table(["tenant": "eu", "tenant": "us"]).routesAlike(["tenant": "us"]))
         #expect(!FieldValue.string("eu").routesAlike(.string("us")))
     }
 

@@ -135,20 +135,31 @@ final class ConfirmTracker {
 
 extension FieldValue {
     /// Equal as far as routing can tell after a trip through the broker: integers compare by
-    /// value whatever their width (an unsigned 64-bit value comes back signed), tables and
-    /// arrays element by element, in order.
+    /// value whatever their width (an unsigned 64-bit value may come back signed), tables entry
+    /// by entry as RabbitMQ 4 re-encodes them (3.x keeps them as they were), arrays element by
+    /// element.
     func routesAlike(_ other: FieldValue) -> Bool {
         switch (self, other) {
         case (.uint64(let value), .int64(let returned)), (.int64(let returned), .uint64(let value)):
             return Int64(bitPattern: value) == returned
         case (.table(let table), .table(let returned)):
-            return table.count == returned.count
-                && zip(table, returned).allSatisfy { $0.exactKey == $1.exactKey && $0.value.routesAlike($1.value) }
+            let (entries, returnedEntries) = (table.asReencodedByRabbitMQ4, returned.asReencodedByRabbitMQ4)
+            return entries.count == returnedEntries.count
+                && zip(entries, returnedEntries).allSatisfy { $0.exactKey == $1.exactKey && $0.value.routesAlike($1.value) }
         case (.array(let array), .array(let returned)):
             return array.count == returned.count && zip(array, returned).allSatisfy { $0.routesAlike($1) }
         default:
             if let value = int64Value, let returned = other.int64Value { return value == returned }
             return self == other
         }
+    }
+}
+
+extension FieldTable {
+    /// The entries as RabbitMQ 4 re-encodes a message's headers: the first entry of each key,
+    /// ordered by the key's bytes.
+    var asReencodedByRabbitMQ4: [Entry] {
+        var seen = Set<ExactText>()
+        return entries.filter { seen.insert($0.exactKey).inserted }.sorted { $0.keyBytes.lexicographicallyPrecedes($1.keyBytes) }
     }
 }
