@@ -187,7 +187,7 @@ struct RecoveryTests {
         let prefix = TestBroker.uniqueName("cut")
         let queues = (0..<60).map { "\(prefix)-\($0)" }
         for queue in queues {
-            try await channel.queueDeclare(queue, autoDelete: false, arguments: ["x-expires": 120_000])
+            try await channel.queueDeclare(queue, durable: true, arguments: ["x-expires": 120_000])
             try await channel.queueBind(queue, exchange: "amq.topic", routingKey: queue)
         }
         let consumer = try await channel.consume(queue: queues[59])
@@ -290,7 +290,7 @@ struct RecoveryTests {
         let byClose = TestBroker.uniqueName("auto-close")
         let byBroker = TestBroker.uniqueName("auto-broker")
         let kept = TestBroker.uniqueName("auto-kept")
-        for queue in [byClose, byBroker, kept] { try await setup.queueDeclare(queue, autoDelete: true) }
+        for queue in [byClose, byBroker, kept] { try await setup.queueDeclare(queue, durable: true, autoDelete: true) }
         let closing = try await connection.openChannel()
         _ = try await closing.consume(queue: byClose)
         let cancelled = try await connection.openChannel()

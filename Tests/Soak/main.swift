@@ -19,7 +19,7 @@ let publisherConnection = try await AMQPConnection.open(url: url, connectionName
 let consumerConnection = try await AMQPConnection.open(url: url, connectionName: "soak-consumer")
 let publisher = try await publisherConnection.openChannel()
 let consumerChannel = try await consumerConnection.openChannel()
-let queue = try await publisher.queueDeclare("soak-\(getpid())", autoDelete: false).name
+let queue = try await publisher.queueDeclare("soak-\(getpid())", durable: true).name
 try await publisher.confirmSelect(window: 1000)
 try await consumerChannel.basicQos(prefetchCount: 500)
 let consumer = try await consumerChannel.consume(queue: queue)
