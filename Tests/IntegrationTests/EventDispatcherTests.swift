@@ -302,7 +302,7 @@ struct EventDispatcherTests {
     /// dead-lettered: the dispatcher republishes each for its retry and its dead letter, and
     /// every property and header entry it received leaves unchanged (its own headers follow).
     @Test func messagesFromOtherClientsAreRetriedAndDeadLetteredUnchanged() async throws {
-        let hostile = HostileMessages.all.filter(\.rabbitMQTakesIt)
+        let hostile = ForwardingTests.decodable.filter(\.rabbitMQTakesIt)
         let (received, _) = try await ForwardingTests.forward(hostile.map(\.properties), expecting: hostile.count)
         var configuration = configuration()
         configuration.maxAttempts = 2
@@ -355,6 +355,31 @@ struct EventDispatcherTests {
             }
         }
         #expect(try await counts(configuration) == (0, 0))
+        try await cleanUp(configuration)
+    }
+
+    /// Headers nested 150 levels deep: librabbitmq 0.11 decodes them and the dispatcher retries
+    /// and dead-letters the event itself; 0.14 and later refuse to decode them, so each connection
+    /// that receives the message fails and recovery brings it back, until the quorum queue's
+    /// delivery limit (`maxAttempts` + 2) makes the broker dead-letter it. Either way it ends in
+    /// the dead-letter queue instead of circling for ever.
+    @Test func aMessageNested150LevelsDeepEndsInTheDeadLetterQueue() async throws {
+        var configuration = configuration()
+        configuration.maxAttempts = 2
+        var handlers = EventHandlers()
+        handlers.on(OrderCreated.self) { _, _ in throw Failure(description: "out of stock") }
+        var nested: FieldValue = 7
+        for _ in 0..<150 { nested = ["n": nested] }
+        try await withDispatcher(configuration, handlers) { connection in
+            let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
+            try await publisher.publish(OrderCreated(orderID: "deep", customerID: "c", items: []), headers: ["root": nested])
+            // Counted rather than read: with librabbitmq 0.14 and later, reading it fails too.
+            let deadline = ContinuousClock.now + .seconds(120)
+            while try await counts(configuration).dead < 1, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(try await counts(configuration) == (0, 1))
+        }
         try await cleanUp(configuration)
     }
 

@@ -173,8 +173,8 @@ enum FaultLoad {
     }
 
     /// What a careful application does with failed publishes: publishes each again, waiting for
-    /// its confirm, retrying every 200 ms until it is confirmed or `limit` passes. Returns how
-    /// many were confirmed in the end.
+    /// its confirm, publishing the ones not confirmed again every 200 ms until all are or `limit`
+    /// passes. Returns how many were confirmed in the end.
     static func retry(
         _ ids: [Int], to queue: String, on connection: AMQPConnection, ledger: MessageLedger, within limit: Duration
     ) async throws -> Int {
@@ -183,19 +183,33 @@ enum FaultLoad {
         try await channel.confirmSelect()
         let deadline = ContinuousClock.now + limit
         var confirmed = 0
-        for id in ids {
-            while ContinuousClock.now < deadline {
+        var pending = ids
+        // In rounds, each publishing every message still unconfirmed and then waiting for the
+        // verdicts: as fast as the broker confirms, however slowly one round trip goes.
+        while !pending.isEmpty, ContinuousClock.now < deadline {
+            var failed: [Int] = []
+            var confirmations: [(id: Int, confirmation: PublishConfirmation)] = []
+            for id in pending {
                 do {
-                    try await channel.publish(
+                    let confirmation = try await channel.publishWithoutWaiting(
                         Array(String(id).utf8), routingKey: queue,
                         properties: BasicProperties(deliveryMode: .persistent, messageID: String(id)))
-                    ledger.recordVerdict(id)
-                    confirmed += 1
-                    break
+                    confirmations.append((id, confirmation))
                 } catch {
-                    try await Task.sleep(for: .milliseconds(200))
+                    failed.append(id)
                 }
             }
+            for (id, confirmation) in confirmations {
+                do {
+                    try await confirmation.wait()
+                    ledger.recordVerdict(id)
+                    confirmed += 1
+                } catch {
+                    failed.append(id)
+                }
+            }
+            pending = failed
+            if !pending.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
         }
         return confirmed
     }

@@ -33,6 +33,12 @@ struct ReceivedPropertiesTests {
 
     @Test(arguments: HostileMessages.all)
     func goesOutByteForByteAsItCameIn(_ message: HostileMessage) throws {
+        if Librabbitmq.refusesDeepNesting, message.name.contains("150 levels") {
+            // librabbitmq 0.14 and later refuse it themselves: the connection fails (see
+            // ForwardingTests); nothing reaches the client to change.
+            #expect(throws: Librabbitmq.Failure.self) { try republished(message.properties) }
+            return
+        }
         let (_, encoded) = try republished(message.properties)
         #expect(encoded == message.properties)
     }
@@ -84,6 +90,12 @@ struct ReceivedPropertiesTests {
     }
 
     @Test func propertiesNestedBeyondTheLimitAreNotCopied() throws {
+        if Librabbitmq.refusesDeepNesting {
+            #expect(throws: Librabbitmq.Failure.self) {
+                try Librabbitmq.withDecodedProperties(HostileMessages.tooDeep.properties) { _ in }
+            }
+            return
+        }
         let error = #expect(throws: AMQPError.self) {
             try Librabbitmq.withDecodedProperties(HostileMessages.tooDeep.properties) { try BasicProperties(copying: $0) }
         }

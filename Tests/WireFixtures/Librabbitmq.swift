@@ -3,6 +3,22 @@ public import CRabbitMQ
 /// librabbitmq's own content-header codec, for tests that feed it bytes from ``Wire`` and compare
 /// what it encodes with them.
 public enum Librabbitmq {
+    /// The release loaded, e.g. `(0, 11)`.
+    public static var version: (major: UInt32, minor: UInt32) {
+        let number = amqp_version_number()
+        return (number >> 24, (number >> 16) & 0xFF)
+    }
+
+    /// librabbitmq 0.14 and later refuse to decode tables nested more than 100 levels deep
+    /// (0.11 decodes any depth): such a message fails the whole connection before the client
+    /// sees it.
+    public static var refusesDeepNesting: Bool { version.major > 0 || version.minor >= 14 }
+
+    /// Whether librabbitmq decodes `message` at all (see ``refusesDeepNesting``).
+    public static func decodes(_ message: HostileMessage) -> Bool {
+        (try? withDecodedProperties(message.properties) { _ in true }) ?? false
+    }
+
     /// librabbitmq refused the bytes (the status is an `AMQP_STATUS_*` value).
     public struct Failure: Error {
         public let status: Int32
