@@ -35,6 +35,16 @@ struct EventDispatcherTests {
         let description: String
     }
 
+    /// Handlers whose `OrderCreated` handler always fails ("out of stock"), recording each attempt.
+    private func alwaysFailing(recordingInto recorder: Recorder = Recorder()) -> EventHandlers {
+        var handlers = EventHandlers()
+        handlers.on(OrderCreated.self) { _, context in
+            await recorder.record("attempt", context)
+            throw Failure(description: "out of stock")
+        }
+        return handlers
+    }
+
     /// A fresh exchange and queue for one test.
     private func configuration(_ name: String = #function) -> EventDispatcher.Configuration {
         let unique = TestBroker.uniqueName(name)
@@ -210,11 +220,7 @@ struct EventDispatcherTests {
         configuration.maxAttempts = 3
         configuration.runsHandlersOnConnectionThread = onConnectionThread
         let recorder = Recorder()
-        var handlers = EventHandlers()
-        handlers.on(OrderCreated.self) { _, context in
-            await recorder.record("attempt", context)
-            throw Failure(description: "out of stock")
-        }
+        let handlers = alwaysFailing(recordingInto: recorder)
         try await withDispatcher(configuration, handlers) { connection in
             let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
             try await publisher.publish(OrderCreated(orderID: "doomed", customerID: "c", items: []), messageID: "m-doomed")
@@ -306,8 +312,7 @@ struct EventDispatcherTests {
         let (received, _) = try await ForwardingTests.forward(hostile.map(\.properties), expecting: hostile.count)
         var configuration = configuration()
         configuration.maxAttempts = 2
-        var handlers = EventHandlers()
-        handlers.on(OrderCreated.self) { _, _ in throw Failure(description: "out of stock") }
+        let handlers = alwaysFailing()
         var sent: [String: BasicProperties] = [:]
         try await withDispatcher(configuration, handlers) { connection in
             let channel = try await connection.openChannel()
@@ -366,8 +371,7 @@ struct EventDispatcherTests {
     @Test func aMessageNested150LevelsDeepEndsInTheDeadLetterQueue() async throws {
         var configuration = configuration()
         configuration.maxAttempts = 2
-        var handlers = EventHandlers()
-        handlers.on(OrderCreated.self) { _, _ in throw Failure(description: "out of stock") }
+        let handlers = alwaysFailing()
         var nested: FieldValue = 7
         for _ in 0..<150 { nested = ["n": nested] }
         try await withDispatcher(configuration, handlers) { connection in
@@ -388,11 +392,7 @@ struct EventDispatcherTests {
     @Test func attemptCountsFromHeadersSaturate() async throws {
         let configuration = configuration()
         let recorder = Recorder()
-        var handlers = EventHandlers()
-        handlers.on(OrderCreated.self) { _, context in
-            await recorder.record("attempt", context)
-            throw Failure(description: "out of stock")
-        }
+        let handlers = alwaysFailing(recordingInto: recorder)
         try await withDispatcher(configuration, handlers) { connection in
             let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
             try await publisher.publish(

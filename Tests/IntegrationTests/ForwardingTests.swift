@@ -82,35 +82,54 @@ struct ForwardingTests {
         }
     }
 
-    /// Consumes `delivered` from a fake peer, republishing each delivery to it with the
-    /// properties it came with; returns those properties and what the peer received back.
-    static func forward(_ delivered: [[UInt8]], expecting count: Int) async throws -> ([BasicProperties], Received) {
-        let received = Received()
-        let server = try FakeBroker { session in Self.serve(session, delivering: delivered, into: received) }
+    /// A connection (without recovery) to a fake peer serving `messages` as ``serve(_:delivering:into:announcedBodySize:tags:)``
+    /// does, with a channel consuming from it; `body` runs with them, then the connection closes.
+    private static func withFakePeer<Result>(
+        delivering messages: [[UInt8]], into received: Received = Received(), announcedBodySize: UInt64? = nil,
+        tags: [UInt64]? = nil, _ body: (AMQPConnection, AMQPChannel, AMQPConsumer) async throws -> Result
+    ) async throws -> Result {
+        let server = try FakeBroker { session in
+            serve(session, delivering: messages, into: received, announcedBodySize: announcedBodySize, tags: tags)
+        }
         defer { server.stop() }
         var configuration = AMQPConnection.Configuration(host: "127.0.0.1", port: server.port)
         configuration.recovery = .disabled
         configuration.connectionTimeout = .seconds(10)
         let connection = try await AMQPConnection.open(configuration)
-        let channel = try await connection.openChannel()
-        let consumer = try await channel.consume(queue: "in")
-        var properties: [BasicProperties] = []
-        for try await delivery in consumer {
-            try await channel.publish(delivery.body, routingKey: "out", properties: delivery.properties)
-            try await delivery.ack()
-            properties.append(delivery.properties)
-            if properties.count == count { break }
+        do {
+            let channel = try await connection.openChannel()
+            let result = try await body(connection, channel, try await channel.consume(queue: "in"))
+            await connection.close()
+            return result
+        } catch {
+            await connection.close()
+            throw error
         }
-        let deadline = ContinuousClock.now + .seconds(30)
-        while received.snapshot.acknowledged.count < count, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(20))
+    }
+
+    /// Consumes `delivered` from a fake peer, republishing each delivery to it with the
+    /// properties it came with; returns those properties and what the peer received back.
+    static func forward(_ delivered: [[UInt8]], expecting count: Int) async throws -> ([BasicProperties], Received) {
+        let received = Received()
+        let properties = try await withFakePeer(delivering: delivered, into: received) { _, channel, consumer in
+            var properties: [BasicProperties] = []
+            for try await delivery in consumer {
+                try await channel.publish(delivery.body, routingKey: "out", properties: delivery.properties)
+                try await delivery.ack()
+                properties.append(delivery.properties)
+                if properties.count == count { break }
+            }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while received.snapshot.acknowledged.count < count, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return properties
         }
-        await connection.close()
         return (properties, received)
     }
 
     /// What librabbitmq decodes (0.14 and later refuse 150 levels of nesting; see
-    /// ``deepNestingFailsTheConnectionWithLibrabbitmq014AndLater()``).
+    /// ``headersNested150LevelsDeepArriveOrFailTheConnectionByLibrabbitmqRelease()``).
     static var decodable: [HostileMessage] { HostileMessages.all.filter(Librabbitmq.decodes) }
 
     @Test func everyMessageIsRepublishedByteForByteAndTheTooDeepOneIsRejected() async throws {
@@ -142,30 +161,21 @@ struct ForwardingTests {
     /// levels. With recovery the message comes back to the next connection; a quorum queue's
     /// delivery limit ends that (see EventDispatcherTests).
     @Test func headersNested150LevelsDeepArriveOrFailTheConnectionByLibrabbitmqRelease() async throws {
-        let message = HostileMessages.nested(150)
-        let server = try FakeBroker { session in
-            Self.serve(session, delivering: [message.properties], into: Received())
-        }
-        defer { server.stop() }
-        var configuration = AMQPConnection.Configuration(host: "127.0.0.1", port: server.port)
-        configuration.recovery = .disabled
-        configuration.connectionTimeout = .seconds(10)
-        let connection = try await AMQPConnection.open(configuration)
-        let consumer = try await connection.openChannel().consume(queue: "in")
-        if Librabbitmq.refusesDeepNesting {
-            let error = await #expect(throws: AMQPError.self) { for try await _ in consumer {} }
-            #expect(error?.code == .protocolError, "\(String(describing: error))")
-        } else {
-            var depth = 0
-            for try await delivery in consumer {
-                var cursor = delivery.properties.headers?["root"]
-                while case .table(let inner)? = cursor { depth += 1; cursor = inner["n"] }
-                #expect(cursor == .int32(7))
-                break
+        try await Self.withFakePeer(delivering: [HostileMessages.nested(150).properties]) { _, _, consumer in
+            if Librabbitmq.refusesDeepNesting {
+                let error = await #expect(throws: AMQPError.self) { for try await _ in consumer {} }
+                #expect(error?.code == .protocolError, "\(String(describing: error))")
+            } else {
+                var depth = 0
+                for try await delivery in consumer {
+                    var cursor = delivery.properties.headers?["root"]
+                    while case .table(let inner)? = cursor { depth += 1; cursor = inner["n"] }
+                    #expect(cursor == .int32(7))
+                    break
+                }
+                #expect(depth == 150)
             }
-            #expect(depth == 150)
         }
-        await connection.close()
     }
 
     @Test func throughRabbitMQEveryMessageArrivesAsItWasPublished() async throws {
@@ -189,26 +199,17 @@ struct ForwardingTests {
     /// them all up front; the process lives on either way.
     @Test(arguments: [UInt64.max, 1 << 40])
     func anImpossibleBodySizeFailsTheConnectionNotTheProcess(announced: UInt64) async throws {
-        let received = Received()
-        let server = try FakeBroker { session in
-            Self.serve(session, delivering: [WireProperties().encoded], into: received, announcedBodySize: announced)
+        try await Self.withFakePeer(delivering: [WireProperties().encoded], announcedBodySize: announced) {
+            connection, _, consumer in
+            if announced > UInt64(Int.max) {
+                let error = await #expect(throws: AMQPError.self) { for try await _ in consumer {} }
+                #expect(error?.code == .protocolError, "\(String(describing: error))")
+            } else {
+                // The body never completes; the connection is still there and can be closed.
+                try await Task.sleep(for: .milliseconds(200))
+                #expect(connection.isOpen)
+            }
         }
-        defer { server.stop() }
-        var configuration = AMQPConnection.Configuration(host: "127.0.0.1", port: server.port)
-        configuration.recovery = .disabled
-        configuration.connectionTimeout = .seconds(10)
-        let connection = try await AMQPConnection.open(configuration)
-        let channel = try await connection.openChannel()
-        let consumer = try await channel.consume(queue: "in")
-        if announced > UInt64(Int.max) {
-            let error = await #expect(throws: AMQPError.self) { for try await _ in consumer {} }
-            #expect(error?.code == .protocolError, "\(String(describing: error))")
-        } else {
-            // The body never completes; the connection is still there and can be closed.
-            try await Task.sleep(for: .milliseconds(200))
-            #expect(connection.isOpen)
-        }
-        await connection.close()
     }
 
     /// RabbitMQ numbers a channel's deliveries 1, 2, 3, …: a tag that falls back or leaps ahead
@@ -216,23 +217,13 @@ struct ForwardingTests {
     /// with a protocol error, after the deliveries before it were handed over.
     @Test(arguments: [[1, 1 << 60], [5, 3], [1, 0]] as [[UInt64]])
     func deliveryTagsOutOfSequenceFailTheConnectionNotTheProcess(tags: [UInt64]) async throws {
-        let received = Received()
-        let server = try FakeBroker { session in
-            Self.serve(session, delivering: tags.map { _ in WireProperties().encoded }, into: received, tags: tags)
+        try await Self.withFakePeer(delivering: tags.map { _ in WireProperties().encoded }, tags: tags) { _, _, consumer in
+            var delivered = 0
+            let error = await #expect(throws: AMQPError.self) {
+                for try await _ in consumer { delivered += 1 }
+            }
+            #expect(error?.code == .protocolError, "\(String(describing: error))")
+            #expect(delivered == 1)
         }
-        defer { server.stop() }
-        var configuration = AMQPConnection.Configuration(host: "127.0.0.1", port: server.port)
-        configuration.recovery = .disabled
-        configuration.connectionTimeout = .seconds(10)
-        let connection = try await AMQPConnection.open(configuration)
-        let channel = try await connection.openChannel()
-        let consumer = try await channel.consume(queue: "in")
-        var delivered = 0
-        let error = await #expect(throws: AMQPError.self) {
-            for try await _ in consumer { delivered += 1 }
-        }
-        #expect(error?.code == .protocolError, "\(String(describing: error))")
-        #expect(delivered == 1)
-        await connection.close()
     }
 }
