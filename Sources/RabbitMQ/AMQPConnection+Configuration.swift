@@ -96,6 +96,12 @@ extension AMQPConnection {
         /// own default `max_message_size` (128 MiB), beyond which the broker would close the
         /// channel.
         public var maximumMessageSize = 134_217_728
+        /// The prefetch a consumer with manual acknowledgement gets when its channel never set
+        /// one with ``AMQPChannel/basicQos(prefetchCount:prefetchSize:global:)``: the most
+        /// unacknowledged deliveries the broker sends it, and so the most its sequence holds.
+        /// `nil` sets none: the broker then sends the whole queue at once, and what the loop has
+        /// not read yet waits in memory. 250 by default, as Spring AMQP's.
+        public var defaultPrefetch: UInt16? = 250
         /// Other nodes to connect to (a cluster's): opening and recovery try ``host``:``port``
         /// first, then these in turn.
         public var alternateEndpoints: [Endpoint] = []

@@ -92,6 +92,30 @@ struct ConsumerTests {
         await connection.close()
     }
 
+    /// A consumer with manual acknowledgement on a channel that never set a prefetch gets the
+    /// connection's default (250): the broker does not push the whole queue into its sequence.
+    /// `defaultPrefetch = nil` leaves it unlimited.
+    @Test(arguments: [UInt16(250), nil])
+    func aConsumerWithoutAPrefetchIsBoundedByTheDefault(defaultPrefetch: UInt16?) async throws {
+        var configuration = try TestBroker.configuration()
+        configuration.defaultPrefetch = defaultPrefetch
+        let connection = try await AMQPConnection.open(configuration)
+        let channel = try await connection.openChannel()
+        let queue = try await channel.queueDeclare("", exclusive: true).name
+        for index in 0..<600 { try await channel.publish("m\(index)", routingKey: queue) }
+        #expect(try await TestBroker.waitForMessageCount(600, in: queue, on: channel))
+
+        let consumer = try await channel.consume(queue: queue)
+        var iterator = consumer.makeAsyncIterator()
+        _ = try #require(try await iterator.next())
+        // Left in the queue: what the broker holds back for want of acknowledgements.
+        let expected = UInt32(600 - Int(defaultPrefetch ?? 600))
+        #expect(try await TestBroker.waitForMessageCount(expected, in: queue, on: connection.openChannel()))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await connection.openChannel().queueDeclare(queue, passive: true).messageCount == expected)
+        await connection.close()
+    }
+
     @Test func prefetchBoundsUnacknowledgedDeliveries() async throws {
         let (connection, channel, queue) = try await setUp(prefetch: 10)
         for index in 0..<50 { try await channel.publish("m\(index)", routingKey: queue) }

@@ -6,7 +6,15 @@ extension ConnectionCore {
     func consume(
         on key: ChannelKey, queue: String, consumerTag: String, autoAck: Bool, exclusive: Bool, arguments: FieldTable
     ) async throws -> (tag: String, deliveries: AsyncThrowingStream<[DeliveryContent], any Error>) {
-        let record = try await usableRecord(key)
+        var record = try await usableRecord(key)
+        if !autoAck, record.prefetch == (nil, nil), let count = configuration.defaultPrefetch {
+            // Without a prefetch the broker would push the whole queue into the sequence.
+            let prefetch = ChannelRecord.Prefetch(count: count, size: 0, global: false)
+            _ = try await send(
+                on: record, AMQP_BASIC_QOS_METHOD, expecting: [AMQP_BASIC_QOS_OK_METHOD],
+                recording: .prefetchSet(prefetch)) { _ in prefetch.qosMethod }
+            record = try await usableRecord(key)
+        }
         // Deliveries may follow consume-ok in the same read, before the awaiting task runs:
         // the sequence must exist first, so the tag is chosen here rather than by the broker.
         let tag = consumerTag.isEmpty ? "swift-rabbitmq-\(key.number)-\(nextConsumerNumber)" : consumerTag
