@@ -44,6 +44,7 @@ public struct AMQPTimestamp: Sendable, Hashable, Comparable {
     /// The moment as a `Date`.
     public var date: Date { Date(timeIntervalSince1970: Double(secondsSince1970)) }
 
+    /// Earlier in time (by signed seconds, so 1969 comes before 1970).
     public static func < (lhs: AMQPTimestamp, rhs: AMQPTimestamp) -> Bool {
         lhs.secondsSince1970 < rhs.secondsSince1970
     }

@@ -20,8 +20,26 @@ public struct BasicProperties: Sendable, Hashable {
 
     /// The text properties (AMQP short strings), to read or set their exact bytes.
     public enum TextProperty: Sendable, Hashable, CaseIterable {
-        case contentType, contentEncoding, correlationID, replyTo, expiration
-        case messageID, type, userID, appID, clusterID
+        /// ``BasicProperties/contentType``.
+        case contentType
+        /// ``BasicProperties/contentEncoding``.
+        case contentEncoding
+        /// ``BasicProperties/correlationID``.
+        case correlationID
+        /// ``BasicProperties/replyTo``.
+        case replyTo
+        /// ``BasicProperties/expiration``.
+        case expiration
+        /// ``BasicProperties/messageID``.
+        case messageID
+        /// ``BasicProperties/type``.
+        case type
+        /// ``BasicProperties/userID``.
+        case userID
+        /// ``BasicProperties/appID``.
+        case appID
+        /// ``BasicProperties/clusterID``.
+        case clusterID
     }
 
     /// MIME type of the body, e.g. `application/json`.

@@ -101,9 +101,13 @@ public struct FieldTable: Sendable, Hashable {
     public var keys: [String] { entries.map(\.key) }
 }
 
+/// The entries in order: `for entry in headers`, `headers.count`, `headers.first { … }`.
 extension FieldTable: RandomAccessCollection {
+    /// The first entry's position (0).
     public var startIndex: Int { entries.startIndex }
+    /// The position after the last entry.
     public var endIndex: Int { entries.endIndex }
+    /// The entry at `position`.
     public subscript(position: Int) -> Entry { entries[position] }
 }
 
@@ -115,6 +119,7 @@ extension FieldTable: ExpressibleByDictionaryLiteral {
 }
 
 extension FieldTable: CustomStringConvertible {
+    /// The entries as a dictionary literal would show them, in order.
     public var description: String {
         guard !entries.isEmpty else { return "[:]" }
         return "[" + entries.map { "\($0.key.debugDescription): \($0.value)" }.joined(separator: ", ") + "]"

@@ -17,7 +17,8 @@ final class FakeBroker: @unchecked Sendable {
         func send(_ bytes: [UInt8]) {
             var sent = 0
             while sent < bytes.count {
-                let written = bytes.withUnsafeBytes { write(socket, $0.baseAddress! + sent, bytes.count - sent) }
+                // MSG_NOSIGNAL: a client that closed first must not kill the test process with SIGPIPE.
+                let written = bytes.withUnsafeBytes { Glibc.send(socket, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
                 guard written > 0 else { return }
                 sent += written
             }

@@ -117,7 +117,8 @@ final class TCPProxy: @unchecked Sendable {
                 if from == 1 { budget -= count }
                 var sent = 0
                 while sent < count {
-                    let written = buffer.withUnsafeBytes { write(to, $0.baseAddress! + sent, count - sent) }
+                    // MSG_NOSIGNAL: a peer that closed first must not kill the test process with SIGPIPE.
+                    let written = buffer.withUnsafeBytes { Glibc.send(to, $0.baseAddress! + sent, count - sent, Int32(MSG_NOSIGNAL)) }
                     guard written > 0 else { return }
                     sent += written
                 }
