@@ -5,21 +5,15 @@ enum AMQPValidation {
     /// hold at most 255 bytes.
     /// `what` names the value in the error; it is only built when the check fails.
     static func shortString(_ value: String, _ what: @autoclosure () -> String) throws {
-        let length = value.utf8.count
-        guard length <= 255 else {
-            throw AMQPError(
-                .invalidArgument, "\(what()) '\(value.prefix(40))…' is \(length) bytes long; AMQP allows at most 255")
-        }
+        try shortString(ExactText(value), what())
     }
 
     /// The same check for text kept exactly as it travels.
     static func shortString(_ value: ExactText, _ what: @autoclosure () -> String) throws {
-        switch value {
-        case .utf8(let string): try shortString(string, what())
-        case .invalidUTF8(let bytes):
-            guard bytes.count <= 255 else {
-                throw AMQPError(.invalidArgument, "\(what()) is \(bytes.count) bytes long; AMQP allows at most 255")
-            }
+        let length = value.byteCount
+        guard length <= 255 else {
+            throw AMQPError(
+                .invalidArgument, "\(what()) '\(value.string.prefix(40))…' is \(length) bytes long; AMQP allows at most 255")
         }
     }
 }
