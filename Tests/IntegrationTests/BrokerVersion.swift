@@ -14,13 +14,18 @@ enum BrokerVersion {
     /// key, an `L` at the top written as an `l` with the same bits.
     static func headersAsDelivered(_ headers: FieldTable?, by connection: AMQPConnection) -> FieldTable? {
         guard let headers, isRabbitMQ4(connection) else { return headers }
-        return FieldTable(
-            headers.asReencodedByRabbitMQ4.map { entry in
-                guard case .uint64(let value) = entry.value else { return entry }
-                var signed = entry
-                signed.value = .int64(Int64(bitPattern: value))
-                return signed
-            })
+        return FieldTable(signingUnsigned64(headers.asReencodedByRabbitMQ4))
+    }
+
+    /// `entries` with each `L` value written as an `l` with the same bits, as RabbitMQ does
+    /// whenever it re-encodes headers (3.10 on quorum queues and dead-lettering, 4 always).
+    static func signingUnsigned64(_ entries: [FieldTable.Entry]) -> [FieldTable.Entry] {
+        entries.map { entry in
+            guard case .uint64(let value) = entry.value else { return entry }
+            var signed = entry
+            signed.value = .int64(Int64(bitPattern: value))
+            return signed
+        }
     }
 
     /// `properties` as a message published with them arrives (see ``headersAsDelivered(_:by:)``).

@@ -349,10 +349,7 @@ struct EventDispatcherTests {
                 } else {
                     // The quorum queue makes RabbitMQ 3.10 re-encode the headers, writing an `L` as
                     // an `l` with the same bits; the rest is exact, in order, the dispatcher's after.
-                    let originalEntries = (original.headers?.entries ?? []).map { entry in
-                        guard case .uint64(let value) = entry.value else { return entry }
-                        return FieldTable.Entry(key: entry.key, value: .int64(Int64(bitPattern: value)))
-                    }
+                    let originalEntries = BrokerVersion.signingUnsigned64(original.headers?.entries ?? [])
                     #expect(Array(headers.entries.prefix(originalEntries.count)) == originalEntries, "\(name)")
                 }
                 let reason = headers[EventDispatcher.DeadLetterHeader.reason]?.stringValue
