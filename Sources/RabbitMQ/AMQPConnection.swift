@@ -154,6 +154,22 @@ public final class AMQPConnection: Sendable {
         await core.close()
     }
 
+    /// Drops the connection at once, without the closing handshake: the socket closes and
+    /// nothing more is sent, as if the network had failed, and no recovery follows. Calls still
+    /// waiting fail with ``AMQPError/Code/connectionClosed``.
+    ///
+    /// The broker then handles it as a lost connection, which matters for ordered consumers:
+    /// every unacknowledged delivery goes back to its queue in the same step that removes the
+    /// connection's consumers, so on a single-active-consumer quorum queue the next consumer gets
+    /// them first, in their order (measured on RabbitMQ 3.10 and 4.0). Cancelling the consumer,
+    /// or closing its channel, first activates the next consumer, which then gets the messages
+    /// behind them first.
+    ///
+    /// Idempotent, and it never throws.
+    public func abort() async {
+        await core.abort()
+    }
+
     /// Whether the connection is open (not recovering, closing or closed).
     public var isOpen: Bool { core.status.snapshot.isOpen }
 

@@ -8,7 +8,9 @@
 /// must not be left behind: a message from `basic.get` is given back, a consumer is cancelled.
 extension ConnectionCore {
     /// Suspends until `register`'s continuation is resumed, or the task is cancelled.
-    /// `register` runs at once on the actor, unless the task is cancelled already.
+    /// `register` runs on the actor, unless the task is cancelled already, but not necessarily
+    /// at once: other jobs of the actor (the loop's turns) may run between the caller's checks
+    /// and `register`, so `register` checks again what it relies on.
     func waitCancellably<Value: Sendable>(
         _ register: (Int, CheckedContinuation<Value, any Error>) -> Void
     ) async throws -> Value {

@@ -192,7 +192,11 @@ extension ConnectionCore {
         try ensureOpen()
         guard blockedReason != nil else { return }
         let deadline = clock.now + configuration.blockedPublishTimeout
-        try await waitCancellably { id, continuation in blockedPublishers.append((id, continuation, deadline)) }
+        try await waitCancellably { id, continuation in
+            // Checked again: the broker may have unblocked the connection before this runs.
+            guard blockedReason != nil else { return continuation.resume() }
+            blockedPublishers.append((id, continuation, deadline))
+        }
     }
 
     /// Fails the publishes that waited for `connection.unblocked` past their deadline.

@@ -425,6 +425,16 @@ actor ConnectionCore {
             withExtendedLifetime(arena) { amqp_send_method(connection, number, methodID, &method) }
         }
         return try await waitCancellably { id, continuation in
+            // Checked again: the channel or the connection may have ended before this runs (a
+            // channel the broker closed is gone from `channels` or draining).
+            var ended = self.connection == nil || channels[number] !== record
+            if case .draining = record.phase { ended = true }
+            guard !ended else {
+                continuation.resume(
+                    throwing: record.status.closeReason ?? closeReason
+                        ?? AMQPError(.channelClosed, "channel \(number) is closed"))
+                return
+            }
             record.pending.append(
                 PendingReply(
                     expected: replies, continuation: ReplyWaiter(id: id, continuation), name: methodID.methodName,
@@ -473,6 +483,8 @@ actor ConnectionCore {
     func waitUntilOpen() async throws {
         while case .recovering = phase {
             try await waitCancellably { id, continuation in
+                // Checked again: the recovery may have ended before this runs.
+                guard case .recovering = phase else { return continuation.resume() }
                 recoveryWaiters.append((id, continuation, clock.now + configuration.rpcTimeout))
             }
         }
@@ -480,6 +492,18 @@ actor ConnectionCore {
     }
 
     // MARK: - Closing
+
+    /// Drops the connection without the closing handshake (the socket closes, nothing is sent):
+    /// to the broker it is a lost connection. No recovery follows. Idempotent.
+    func abort() {
+        // Shut down first: both directions end with an orderly FIN, as when the peer's process
+        // exits, whatever is still unread (a close alone would answer unread data with a reset).
+        if let connection {
+            let socket = amqp_get_sockfd(connection)
+            if socket >= 0 { _ = shutdown(socket, Int32(SHUT_RDWR)) }
+        }
+        shutDown(AMQPError(.connectionClosed, "the connection was aborted by the application"))
+    }
 
     /// Closes the connection: `connection.close`, then waits for `close-ok` (at most the close
     /// timeout) and releases the socket. Calls waiting for replies fail at once.
@@ -492,7 +516,7 @@ actor ConnectionCore {
             shutDown(AMQPError(.connectionClosed, "the connection was closed by the application"))
             return
         case .closing:
-            await withCheckedContinuation { closeWaiters.append($0) }
+            await waitUntilClosed()
             return
         case .open:
             break
@@ -514,7 +538,20 @@ actor ConnectionCore {
             on: 0)
         withExtendedLifetime(arena) {}
         guard connection != nil else { return }
-        await withCheckedContinuation { closeWaiters.append($0) }
+        await waitUntilClosed()
+    }
+
+    /// Waits until ``shutDown(_:)`` has run.
+    ///
+    /// The continuation's closure runs on the actor, but not always at once: for a task that
+    /// prefers the connection's thread the runtime may hop through the task's executor first,
+    /// and the loop's next turn (the broker's `close-ok`, the shutdown) can come in between
+    /// (seen under load: the close then waited for ever). So the phase is checked again inside,
+    /// as every registration of a waiter in this actor does.
+    private func waitUntilClosed() async {
+        await withCheckedContinuation { continuation in
+            if case .closed = phase { continuation.resume() } else { closeWaiters.append(continuation) }
+        }
     }
 
     /// The connection failed (socket, heartbeats, the broker's `connection.close`, a protocol

@@ -4,14 +4,15 @@ import Glibc
 import Darwin
 #endif
 
-/// A value behind a pthread mutex.
+/// A value behind a pthread mutex (for every module of the package: the event layer and the
+/// stores use it too).
 ///
 /// Not `Synchronization.Mutex`: on Linux that is a futex the thread sanitizer cannot see, so it
 /// reports every access the mutex protects as a race, which would hide real ones.
 ///
 /// The value and the mutex live in one allocation (a `ManagedBuffer` whose header is the value
 /// and whose single element is the mutex, at a stable address): some are created per message.
-struct Locked<Value> {
+package struct Locked<Value> {
     private final class Storage: ManagedBuffer<Value, pthread_mutex_t> {
         deinit {
             _ = withUnsafeMutablePointerToElements { mutex in pthread_mutex_destroy(mutex) }
@@ -20,7 +21,7 @@ struct Locked<Value> {
 
     private let storage: Storage
 
-    init(_ value: Value) {
+    package init(_ value: Value) {
         let buffer = Storage.create(minimumCapacity: 1) { _ in value }
         storage = unsafeDowncast(buffer, to: Storage.self)
         storage.withUnsafeMutablePointerToElements { mutex in
@@ -30,7 +31,7 @@ struct Locked<Value> {
     }
 
     /// Runs `body` with the value while holding the mutex.
-    func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
+    package func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
         try storage.withUnsafeMutablePointers { value, mutex in
             pthread_mutex_lock(mutex)
             defer { pthread_mutex_unlock(mutex) }
