@@ -4,7 +4,9 @@ import RabbitMQEvents
 
 // rabbitmq-bench: the benchmark client of ../shared/bench/CONTRACT.md (W1 publish, W2 publish
 // with confirms, W3 consume with acks, W4 latency, W5 typed JSON events end to end), using only
-// the public API of RabbitMQ and RabbitMQEvents. One JSON line on stdout; the rest on stderr.
+// the public API of RabbitMQ and RabbitMQEvents, plus W6 (this project's own): W5's events with
+// partition keys through ordered lanes and the SQLite inbox, and W7: W5's events through the SQLite
+// outbox and its relay. One JSON line on stdout; the rest on stderr.
 
 struct Options {
     var workload = ""
@@ -14,6 +16,9 @@ struct Options {
     var rate = 2000.0
     var prefetch: UInt16 = 500
     var window = 1000
+    /// W7's outbox: empty for a SQLite file of its own, or a `postgres://` URL of a database the
+    /// benchmark may write to (it empties its outbox table first).
+    var database = ""
 
     init(_ arguments: [String]) throws {
         var iterator = arguments.makeIterator()
@@ -27,10 +32,11 @@ struct Options {
             case "--rate": rate = Double(try number(value, flag) as Int)
             case "--prefetch": prefetch = UInt16(try number(value, flag) as Int)
             case "--window": window = try number(value, flag)
+            case "--database": database = value
             default: throw BenchError("unknown option \(flag)")
             }
         }
-        guard ["W1", "W2", "W3", "W4", "W5"].contains(workload) else { throw BenchError("--workload W1...W5") }
+        guard ["W1", "W2", "W3", "W4", "W5", "W6", "W7"].contains(workload) else { throw BenchError("--workload W1...W7") }
     }
 }
 
@@ -169,8 +175,12 @@ enum Benchmark {
                       "rss_start_kib": "\(rssStart)", "rss_end_kib": "\(residentKiB())"]
         case "W4":
             result = try await latency(queue, options: options, connection: connection)
-        default:
+        case "W5":
             result = try await events(queue, options: options, connection: connection, channel: channel)
+        case "W6":
+            result = try await orderedEvents(queue, options: options, connection: connection, channel: channel)
+        default:
+            result = try await outbox(queue, options: options, channel: channel)
         }
         try await channel.queueDelete(queue)
         await connection.close()

@@ -1,6 +1,10 @@
 import Foundation
 import RabbitMQ
 import RabbitMQEvents
+import Logging
+import PostgresNIO
+import RabbitMQEventsPostgres
+import RabbitMQEventsSQLite
 
 /// The W5 event of the contract (about 310 bytes as compact JSON).
 struct BenchOrderCreated: AMQPEvent {
@@ -56,8 +60,16 @@ final class Tally: @unchecked Sendable {
     init(target: Int) { self.target = target }
 
     func add(_ event: BenchOrderCreated) {
+        add(items: event.items.count, orderID: event.orderId)
+    }
+
+    func add(_ event: BenchKeyedOrderCreated) {
+        add(items: event.items.count, orderID: event.orderId)
+    }
+
+    private func add(items: Int, orderID: String) {
         let finished: CheckedContinuation<Void, Never>? = lock.withLock {
-            if event.items.count != 3 || !event.orderId.hasPrefix("ord-") { bad += 1 }
+            if items != 3 || !orderID.hasPrefix("ord-") { bad += 1 }
             count += 1
             guard count == target else { return nil }
             defer { waiter = nil }
@@ -99,6 +111,27 @@ extension Benchmark {
     static func events(
         _ queue: String, options: Options, connection: AMQPConnection, channel: AMQPChannel
     ) async throws -> [String: String] {
+        let json = try jsonMicrosecondsPerEvent()
+        let tally = Tally(target: options.count)
+        var handlers = EventHandlers()
+        handlers.on(BenchOrderCreated.self) { event, _ in tally.add(event) }
+        let (seconds, cpu) = try await runEvents(
+            queue, options: options, connection: connection, channel: channel, handlers: handlers, tally: tally,
+            // The handler only counts: light enough for the connection's thread.
+            configure: { $0.runsHandlersOnConnectionThread = true }, event: BenchOrderCreated.init)
+        return ["messages": "\(options.count)", "seconds": "\(seconds)", "cpu_seconds": "\(cpu)",
+                "bad": "\(tally.badCount)", "json_cpu_us_per_event": "\(json)"]
+    }
+
+    /// Typed events end to end: binds the run's queue to the `orders` exchange, starts a
+    /// dispatcher with `handlers`, publishes `count` events (the contract's: transient, not
+    /// mandatory, confirmed with the window) and waits until `tally` counted them all. Returns
+    /// the timed section's wall-clock and CPU seconds.
+    static func runEvents<Event: AMQPEvent>(
+        _ queue: String, options: Options, connection: AMQPConnection, channel: AMQPChannel,
+        handlers: EventHandlers, tally: Tally, configure: (inout EventDispatcher.Configuration) -> Void,
+        event: @escaping @Sendable (Int) -> Event
+    ) async throws -> (seconds: Double, cpu: Double) {
         let exchange = "orders"
         do {
             try await channel.exchangeDeclare(exchange, type: .topic)
@@ -108,15 +141,10 @@ extension Benchmark {
         let setup = try await connection.openChannel()
         try await setup.queueBind(queue, exchange: exchange, routingKey: "order.*")
 
-        let json = try jsonMicrosecondsPerEvent()
-        let tally = Tally(target: options.count)
-        var handlers = EventHandlers()
-        handlers.on(BenchOrderCreated.self) { event, _ in tally.add(event) }
         var configuration = EventDispatcher.Configuration(queue: queue, exchange: exchange)
         configuration.declaresTopology = false
         configuration.prefetch = options.prefetch
-        // The handler only counts: light enough for the connection's thread.
-        configuration.runsHandlersOnConnectionThread = true
+        configure(&configuration)
         let (ready, readyContinuation) = AsyncStream.makeStream(of: Void.self)
         configuration.onReady = { readyContinuation.yield() }
         let dispatcher = EventDispatcher(
@@ -126,7 +154,6 @@ extension Benchmark {
         _ = await readiness.next()
 
         let publisherConnection = try await AMQPConnection.open(options.connectionConfiguration)
-        // The contract's messages are transient and not mandatory, W5's too.
         let publisher = try await EventPublisher(
             connection: publisherConnection, exchange: exchange, declareExchange: false, window: options.window,
             deliveryMode: .transient, mandatory: false)
@@ -134,16 +161,157 @@ extension Benchmark {
         try await withTaskExecutorPreference(publisherConnection.taskExecutor) {
             var last: PublishConfirmation?
             for index in 0..<options.count {
-                last = try await publisher.publishWithoutWaiting(BenchOrderCreated(index), messageID: "bench-\(index)")
+                last = try await publisher.publishWithoutWaiting(event(index), messageID: "bench-\(index)")
             }
             try await last?.wait()
         }
         await tally.waitForAll()
-        let (seconds, cpu) = (watch.seconds, watch.cpu)
+        let result = (watch.seconds, watch.cpu)
         consuming.cancel()
         _ = try? await consuming.value
         await publisherConnection.close()
+        return result
+    }
+}
+
+/// W6's event: W5's, with the customer as partition key (two events per customer in a run of
+/// 200,000), so the dispatcher's ordered lanes are exercised.
+struct BenchKeyedOrderCreated: AMQPEvent {
+    static let eventType = "OrderCreated"
+    static let routingKey = "order.created"
+
+    var orderId: String
+    var customerId: String
+    var items: [BenchOrderCreated.Item]
+    var total: Double
+    var createdAt: String
+    var currency: String
+    var channel: String
+    var note: String
+
+    var partitionKey: String? { customerId }
+
+    init(_ index: Int) {
+        let event = BenchOrderCreated(index)
+        (orderId, customerId, items, total) = (event.orderId, event.customerId, event.items, event.total)
+        (createdAt, currency, channel, note) = (event.createdAt, event.currency, event.channel, event.note)
+    }
+}
+
+extension Benchmark {
+    /// W6 (not in the contract; there is no C counterpart): W5 with partition keys, ordered
+    /// lanes, and every event recorded in the SQLite inbox in a transaction of its own (WAL mode,
+    /// SQLite's default durability) before it is acknowledged. The handler checks the event like
+    /// W5's, and the run checks that no customer's events were handled out of order.
+    static func orderedEvents(
+        _ queue: String, options: Options, connection: AMQPConnection, channel: AMQPChannel
+    ) async throws -> [String: String] {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("rabbitmq-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = try SQLiteEventStore(path: folder.appendingPathComponent("inbox.sqlite").path)
+        let tally = Tally(target: options.count)
+        let order = OrderCheck()
+        var handlers = EventHandlers()
+        handlers.on(BenchKeyedOrderCreated.self) { event, context in
+            _ = try await store.once(context) { _ in () }
+            order.handled(customer: event.customerId, order: event.orderId)
+            tally.add(event)
+        }
+        let (seconds, cpu) = try await runEvents(
+            queue, options: options, connection: connection, channel: channel, handlers: handlers, tally: tally,
+            configure: { _ in }, event: BenchKeyedOrderCreated.init)
         return ["messages": "\(options.count)", "seconds": "\(seconds)", "cpu_seconds": "\(cpu)",
-                "bad": "\(tally.badCount)", "json_cpu_us_per_event": "\(json)"]
+                "bad": "\(tally.badCount)", "out_of_order": "\(order.outOfOrder)"]
+    }
+}
+
+/// Counts events handled before an earlier event of the same customer (the index in the order
+/// id says which came first).
+final class OrderCheck: Sendable {
+    private struct State {
+        var last: [String: Int] = [:]
+        var late = 0
+    }
+    private let state = Locked(State())
+
+    func handled(customer: String, order: String) {
+        let index = Int(order.dropFirst(4)) ?? 0
+        state.withLock { state in
+            if let previous = state.last[customer], previous > index { state.late += 1 }
+            state.last[customer] = max(state.last[customer] ?? index, index)
+        }
+    }
+
+    var outOfOrder: Int { state.withLock { $0.late } }
+}
+
+extension Benchmark {
+    /// W7 (this project's own, no C counterpart): the transactional outbox. `count` W5 events are
+    /// written to an outbox in transactions of 100 while an `OutboxRelay` runs; timed from the
+    /// first commit until the relay has published every event, had it confirmed and deleted it
+    /// from the outbox. The outbox is a SQLite file of its own, or with `--database postgres://…`
+    /// a PostgreSQL database (its server's CPU is not the client's, so not counted).
+    static func outbox(_ queue: String, options: Options, channel: AMQPChannel) async throws -> [String: String] {
+        let codec = JSONEventCodec()
+        // Encoded inside the timed loop, as an application encodes each event it writes.
+        func messages(_ indices: Range<Int>) throws -> [OutboxMessage] {
+            try indices.map { index in
+                var message = try OutboxMessage(BenchOrderCreated(index), exchange: "", messageID: "bench-\(index)", codec: codec)
+                message.routingKey = queue  // straight to the run's queue
+                return message
+            }
+        }
+        if PostgresEventStore.isPostgresURL(options.database) {
+            let client = PostgresClient(
+                configuration: try PostgresEventStore.configuration(url: options.database),
+                backgroundLogger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
+            let running = Task { await client.run() }
+            defer { running.cancel() }
+            let store = PostgresEventStore(client: client)
+            try await store.migrate()
+            try await client.query("TRUNCATE rabbitmq_outbox", logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
+            return try await relay(through: store, options: options, channel: channel, queue: queue) { indices in
+                let batch = try messages(indices)
+                try await store.transaction { connection in
+                    for message in batch { try await store.enqueue(message, on: connection) }
+                }
+            } isEmpty: {
+                try await store.outboxIsEmpty()
+            }
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("rabbitmq-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = try SQLiteEventStore(path: folder.appendingPathComponent("outbox.sqlite").path)
+        return try await relay(through: store, options: options, channel: channel, queue: queue) { indices in
+            let batch = try messages(indices)
+            try await store.database.write { db in
+                for message in batch { try store.enqueue(message, in: db) }
+            }
+        } isEmpty: {
+            try await store.outboxDepth() == 0
+        }
+    }
+
+    /// Writes the events in transactions of 100 with `write` while a relay publishes from
+    /// `store`, until `isEmpty` (asked every millisecond).
+    private static func relay(
+        through store: any OutboxStore, options: Options, channel: AMQPChannel, queue: String,
+        write: (Range<Int>) async throws -> Void, isEmpty: () async throws -> Bool
+    ) async throws -> [String: String] {
+        var configuration = OutboxRelay.Configuration()
+        configuration.batchSize = options.window
+        let relay = OutboxRelay(connection: try options.connectionConfiguration, store: store, configuration: configuration)
+        let relaying = Task { try await relay.run() }
+        let watch = Stopwatch()
+        for start in stride(from: 0, to: options.count, by: 100) { try await write(start..<min(start + 100, options.count)) }
+        while try await !isEmpty() { try await Task.sleep(for: .milliseconds(1)) }
+        let (seconds, cpu) = (watch.seconds, watch.cpu)
+        relaying.cancel()
+        _ = try? await relaying.value
+        let queued = try await channel.queueDeclare(queue, passive: true).messageCount
+        guard queued == options.count else { throw BenchError("the queue holds \(queued) of \(options.count) events") }
+        return ["messages": "\(options.count)", "seconds": "\(seconds)", "cpu_seconds": "\(cpu)"]
     }
 }

@@ -14,7 +14,7 @@ public struct OrderItem: Codable, Sendable, Hashable {
     }
 }
 
-/// A customer placed an order: `order.created`.
+/// A customer placed an order: `order.created`, partitioned by order id.
 public struct OrderCreated: AMQPEvent, Hashable {
     public static let eventType = "OrderCreated"
     public static let routingKey = "order.created"
@@ -24,6 +24,9 @@ public struct OrderCreated: AMQPEvent, Hashable {
     public var items: [OrderItem]
     public var createdAt: Date
 
+    /// Events of one order are handled in order.
+    public var partitionKey: String? { orderID }
+
     public init(orderID: String, customerID: String, items: [OrderItem], createdAt: Date = Date()) {
         self.orderID = orderID
         self.customerID = customerID
@@ -32,7 +35,7 @@ public struct OrderCreated: AMQPEvent, Hashable {
     }
 }
 
-/// A customer cancelled an order: `order.cancelled`.
+/// A customer cancelled an order: `order.cancelled`, partitioned by order id.
 public struct OrderCancelled: AMQPEvent, Hashable {
     public static let eventType = "OrderCancelled"
     public static let routingKey = "order.cancelled"
@@ -41,6 +44,9 @@ public struct OrderCancelled: AMQPEvent, Hashable {
     public var items: [OrderItem]
     public var reason: String
 
+    /// Events of one order are handled in order.
+    public var partitionKey: String? { orderID }
+
     public init(orderID: String, items: [OrderItem], reason: String) {
         self.orderID = orderID
         self.items = items
@@ -48,7 +54,7 @@ public struct OrderCancelled: AMQPEvent, Hashable {
     }
 }
 
-/// The inventory set stock aside for an order: `inventory.reserved`.
+/// The inventory set stock aside for an order: `inventory.reserved`, partitioned by order id.
 public struct InventoryReserved: AMQPEvent, Hashable {
     public static let eventType = "InventoryReserved"
     public static let routingKey = "inventory.reserved"
@@ -56,8 +62,30 @@ public struct InventoryReserved: AMQPEvent, Hashable {
     public var orderID: String
     public var items: [OrderItem]
 
+    /// Events of one order are handled in order.
+    public var partitionKey: String? { orderID }
+
     public init(orderID: String, items: [OrderItem]) {
         self.orderID = orderID
         self.items = items
+    }
+}
+
+/// The inventory could not serve an order (an item out of stock): `inventory.rejected`,
+/// partitioned by order id.
+public struct InventoryRejected: AMQPEvent, Hashable {
+    public static let eventType = "InventoryRejected"
+    public static let routingKey = "inventory.rejected"
+
+    public var orderID: String
+    /// Why, for people: e.g. "SKU-100: 3 wanted, 1 available".
+    public var reason: String
+
+    /// Events of one order are handled in order.
+    public var partitionKey: String? { orderID }
+
+    public init(orderID: String, reason: String) {
+        self.orderID = orderID
+        self.reason = reason
     }
 }

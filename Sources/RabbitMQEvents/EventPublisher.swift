@@ -12,8 +12,10 @@ import Tracing
 ///
 /// Each message gets `content-type` from the codec, `type` = the event's type name, a unique
 /// `message-id` (a UUID unless you pass one), the current `timestamp`, persistent delivery
-/// (unless configured otherwise) and the event's routing key. ``publish(_:messageID:headers:)`` returns once the broker confirmed;
-/// an event the broker refuses (nack) or cannot route to any queue (return) is an error.
+/// (unless configured otherwise), the event's routing key and, when the event has one, its
+/// partition key in the ``EventHeader/partitionKey`` header. ``publish(_:messageID:headers:)``
+/// returns once the broker confirmed; an event the broker refuses (nack) or cannot route to any
+/// queue (return) is an error.
 ///
 /// Tracing: each publish is a `producer` span of the tracer the application bootstrapped
 /// (swift-distributed-tracing), whose context is written into the message headers (with an
@@ -89,7 +91,7 @@ public struct EventPublisher: Sendable {
         let body = try codec.encode(event)
         // Nothing bootstrapped (the default): no span to start, no context to inject.
         if InstrumentationSystem.instrument is NoOpInstrument {
-            return try await send(body, of: Event.self, messageID: messageID, headers: headers)
+            return try await send(body, of: Event.self, messageID: messageID, headers: headers, key: event.partitionKey)
         }
         return try await withSpan("\(Event.routingKey) publish", ofKind: .producer) { span in
             span.attributes["messaging.system"] = "rabbitmq"
@@ -97,14 +99,16 @@ public struct EventPublisher: Sendable {
             span.attributes["messaging.message.id"] = messageID
             var headers = headers
             InstrumentationSystem.instrument.inject(span.context, into: &headers, using: TraceContextInjector())
-            return try await send(body, of: Event.self, messageID: messageID, headers: headers)
+            return try await send(body, of: Event.self, messageID: messageID, headers: headers, key: event.partitionKey)
         }
     }
 
     /// Publishes an encoded event with its properties.
     nonisolated(nonsending) private func send<Event: AMQPEvent>(
-        _ body: [UInt8], of type: Event.Type, messageID: String, headers: FieldTable
+        _ body: [UInt8], of type: Event.Type, messageID: String, headers: FieldTable, key: String?
     ) async throws -> PublishConfirmation {
+        var headers = headers
+        if let key { headers[EventHeader.partitionKey] = .string(key) }
         let properties = BasicProperties(
             contentType: codec.contentType, headers: headers.isEmpty ? nil : headers, deliveryMode: deliveryMode,
             messageID: messageID, timestamp: .now, type: Event.eventType, appID: appID)

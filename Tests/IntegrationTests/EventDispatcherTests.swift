@@ -36,7 +36,7 @@ struct EventDispatcherTests {
     }
 
     /// Handlers whose `OrderCreated` handler always fails ("out of stock"), recording each attempt.
-    private func alwaysFailing(recordingInto recorder: Recorder = Recorder()) -> EventHandlers {
+    func alwaysFailing(recordingInto recorder: Recorder = Recorder()) -> EventHandlers {
         var handlers = EventHandlers()
         handlers.on(OrderCreated.self) { _, context in
             await recorder.record("attempt", context)
@@ -46,15 +46,16 @@ struct EventDispatcherTests {
     }
 
     /// A fresh exchange and queue for one test.
-    private func configuration(_ name: String = #function) -> EventDispatcher.Configuration {
+    func configuration(_ name: String = #function) -> EventDispatcher.Configuration {
         let unique = TestBroker.uniqueName(name)
         return EventDispatcher.Configuration(queue: unique, exchange: unique + ".exchange", bindings: ["order.*"])
     }
 
     /// Runs a dispatcher while `body` runs, then shuts it down gracefully.
-    private func withDispatcher(
+    func withDispatcher(
         _ configuration: EventDispatcher.Configuration, _ handlers: EventHandlers,
         connection dispatcherConnection: AMQPConnection.Configuration? = nil,
+        afterShutdownTriggered: @Sendable () async -> Void = {},
         _ body: (AMQPConnection) async throws -> Void
     ) async throws {
         var configuration = configuration
@@ -66,25 +67,34 @@ struct EventDispatcherTests {
         let connection = try await TestBroker.connect()
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await dispatcher.run() }
+                group.addTask {
+                    // A dispatcher that fails before it is ready ends the wait below.
+                    defer { readyContinuation.finish() }
+                    try await dispatcher.run()
+                }
                 var iterator = ready.makeAsyncIterator()
-                _ = await iterator.next()
+                if await iterator.next() == nil {
+                    try await group.waitForAll()  // throws why it ended
+                    Issue.record("the dispatcher returned before it was ready")
+                    return
+                }
                 try await body(connection)
                 trigger.triggerGracefulShutdown()
+                await afterShutdownTriggered()
                 try await group.waitForAll()
             }
         }
         await connection.close()
     }
 
-    private func waitUntil(_ condition: () async -> Bool, within limit: Duration = .seconds(30)) async throws -> Bool {
+    func waitUntil(_ condition: () async -> Bool, within limit: Duration = .seconds(30)) async throws -> Bool {
         let deadline = ContinuousClock.now + limit
         while await !condition(), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         return await condition()
     }
 
     /// Counts (ready) messages in the dispatcher's queue and dead-letter queue.
-    private func counts(_ configuration: EventDispatcher.Configuration) async throws -> (main: UInt32, dead: UInt32) {
+    func counts(_ configuration: EventDispatcher.Configuration) async throws -> (main: UInt32, dead: UInt32) {
         try await TestBroker.connect().withChannel { channel in
             let main = try await channel.queueDeclare(configuration.queue, passive: true).messageCount
             let dead = try await channel.queueDeclare(configuration.deadLetterQueue, passive: true).messageCount
@@ -92,7 +102,7 @@ struct EventDispatcherTests {
         }
     }
 
-    private func deadLetters(_ configuration: EventDispatcher.Configuration, expected: Int) async throws -> [AMQPDelivery] {
+    func deadLetters(_ configuration: EventDispatcher.Configuration, expected: Int) async throws -> [AMQPDelivery] {
         let connection = try await TestBroker.connect()
         let channel = try await connection.openChannel()
         var letters: [AMQPDelivery] = []
@@ -108,7 +118,7 @@ struct EventDispatcherTests {
         return letters
     }
 
-    private func cleanUp(_ configuration: EventDispatcher.Configuration) async throws {
+    func cleanUp(_ configuration: EventDispatcher.Configuration) async throws {
         try await TestBroker.connect().withChannel { channel in
             try await channel.queueDelete(configuration.queue)
             try await channel.queueDelete(configuration.deadLetterQueue)
@@ -207,9 +217,9 @@ struct EventDispatcherTests {
         }
         let calls = await recorder.calls
         #expect(calls.map(\.context.attempt) == [1, 2, 3])
-        // Each retry is a new copy (the broker's redelivered flag is for deliveries it sent before).
+        // Retried in place, on the one delivery: the broker never sent it again.
         #expect(calls.map(\.context.redelivered) == [false, false, false])
-        #expect(calls.map { $0.context.headers[EventDispatcher.RetryHeader.failedAttempts]?.int64Value } == [nil, 1, 2])
+        #expect(calls.map(\.context.messageID) == [String?](repeating: calls.first?.context.messageID, count: 3))
         #expect(try await counts(configuration) == (0, 0))
         try await cleanUp(configuration)
     }
@@ -217,7 +227,7 @@ struct EventDispatcherTests {
     @Test(arguments: [false, true])
     func alwaysFailingEndsInTheDeadLetterQueueAfterTheRetryLimit(onConnectionThread: Bool) async throws {
         var configuration = configuration("dead-lettered-\(onConnectionThread)")
-        configuration.maxAttempts = 3
+        configuration.retry.maxAttempts = 3
         configuration.runsHandlersOnConnectionThread = onConnectionThread
         let recorder = Recorder()
         let handlers = alwaysFailing(recordingInto: recorder)
@@ -247,7 +257,7 @@ struct EventDispatcherTests {
     @Test func retriesAreBoundedOnAClassicQueue() async throws {
         var configuration = configuration("classic")
         configuration.declaresTopology = false
-        configuration.maxAttempts = 3
+        configuration.retry.maxAttempts = 3
         try await TestBroker.connect().withChannel { channel in
             try await channel.exchangeDeclare(configuration.exchange, type: .topic, durable: true)
             try await channel.exchangeDeclare(configuration.deadLetterExchange, type: .fanout, durable: true)
@@ -305,13 +315,13 @@ struct EventDispatcherTests {
     }
 
     /// Messages other clients send (``HostileMessages``), failing in their handler until they are
-    /// dead-lettered: the dispatcher republishes each for its retry and its dead letter, and
+    /// dead-lettered: the dispatcher republishes each as its dead letter, and
     /// every property and header entry it received leaves unchanged (its own headers follow).
     @Test func messagesFromOtherClientsAreRetriedAndDeadLetteredUnchanged() async throws {
         let hostile = ForwardingTests.decodable.filter(\.rabbitMQTakesIt)
         let (received, _) = try await ForwardingTests.forward(hostile.map(\.properties), expecting: hostile.count)
         var configuration = configuration()
-        configuration.maxAttempts = 2
+        configuration.retry.maxAttempts = 2
         let handlers = alwaysFailing()
         var sent: [String: BasicProperties] = [:]
         try await withDispatcher(configuration, handlers) { connection in
@@ -367,7 +377,7 @@ struct EventDispatcherTests {
     /// the dead-letter queue instead of circling for ever.
     @Test func aMessageNested150LevelsDeepEndsInTheDeadLetterQueue() async throws {
         var configuration = configuration()
-        configuration.maxAttempts = 2
+        configuration.retry.maxAttempts = 2
         let handlers = alwaysFailing()
         var nested: FieldValue = 7
         for _ in 0..<150 { nested = ["n": nested] }
@@ -394,13 +404,13 @@ struct EventDispatcherTests {
             let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
             try await publisher.publish(
                 OrderCreated(orderID: "counted", customerID: "c", items: []),
-                headers: [EventDispatcher.RetryHeader.failedAttempts: .int64(.max), "x-delivery-count": .int64(.max)])
+                headers: ["x-delivery-count": .int64(.max)])
             let letters = try await deadLetters(configuration, expected: 1)
             #expect(letters.first?.properties.headers?[EventDispatcher.DeadLetterHeader.reason]?.stringValue == "retries-exhausted")
         }
         let attempts = await recorder.calls.map(\.context.attempt)
         #expect(attempts.count == 1)
-        #expect(attempts.allSatisfy { $0 >= configuration.maxAttempts })
+        #expect(attempts.allSatisfy { $0 >= configuration.retry.maxAttempts })
         try await cleanUp(configuration)
     }
 
@@ -473,17 +483,20 @@ struct EventDispatcherTests {
         let daemon = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("inventory-daemon").path
         let record = FileManager.default.temporaryDirectory.appendingPathComponent("handled-\(UUID().uuidString)").path
+        let database = record + ".sqlite"
         defer { try? FileManager.default.removeItem(atPath: record) }
         let arguments = [
             "--queue", configuration.queue, "--exchange", configuration.exchange, "--record", record,
-            "--work-milliseconds", "2", "--prefetch", "16",
+            "--database", database, "--work-milliseconds", "2", "--prefetch", "16", "--no-answers",
         ]
+        /// The message ids of the events applied, from the record's lines.
         func handled() -> [Substring] {
             ((try? String(contentsOfFile: record, encoding: .utf8)) ?? "").split(separator: "\n")
+                .map { $0.split(separator: " ")[1] }
         }
 
         let first = try ChildProcess.start(daemon, arguments, environment: ["AMQP_URL": TestBroker.url])
-        #expect(try await first.waitForOutput(containing: "ready", within: .seconds(60)), "\(first.output)")
+        #expect(try await first.waitForOutput(containing: "ready", within: .seconds(180)), "\(first.output)")
 
         // SIGTERM midway, while the events are still being published (a slow publisher on a busy
         // machine must not let the daemon finish first): in-flight events finish and are
@@ -509,7 +522,7 @@ struct EventDispatcherTests {
         #expect(handledByFirst < 10_000)
 
         let second = try ChildProcess.start(daemon, arguments, environment: ["AMQP_URL": TestBroker.url])
-        #expect(try await second.waitForOutput(containing: "ready", within: .seconds(60)), "\(second.output)")
+        #expect(try await second.waitForOutput(containing: "ready", within: .seconds(180)), "\(second.output)")
         #expect(try await waitUntil({ Set(handled()).count >= 10_000 }, within: .seconds(180)))
         try await Task.sleep(for: .milliseconds(500))
         second.signal(SIGTERM)

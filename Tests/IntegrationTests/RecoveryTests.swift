@@ -71,6 +71,7 @@ struct RecoveryTests {
         let consumer = try await AMQPConnection.open(consumerConfiguration)
         let publisherEvents = EventLog(publisher)
         let consumerEvents = EventLog(consumer)
+        try await TestBroker.declareQuorumQueue(queue)
         _ = try await publisher.withChannel {
             try await $0.queueDeclare(queue, durable: true, arguments: ["x-queue-type": "quorum"])
         }

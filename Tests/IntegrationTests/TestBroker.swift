@@ -43,6 +43,37 @@ enum TestBroker {
         try await AMQPConnection.open(configuration(name, heartbeat: heartbeat))
     }
 
+    /// Declares a durable quorum queue through a connection of its own, trying again while the
+    /// broker answers `cluster_not_formed`.
+    ///
+    /// RabbitMQ gives a new quorum queue's Raft group 5 s to elect its leader, then refuses the
+    /// declaration with 541 and closes the connection. On a machine loaded far beyond its cores
+    /// (a full parallel test run) a single-node election took longer (seen in CI: three tests'
+    /// declarations at once). Tests that need a quorum queue declare it here first; their own
+    /// declaration of the same queue afterwards is an idempotent check.
+    static func declareQuorumQueue(_ queue: String, arguments: FieldTable = [:], attempts: Int = 6) async throws {
+        var arguments = arguments
+        arguments["x-queue-type"] = "quorum"
+        for attempt in 1...attempts {
+            let connection = try await connect("declareQuorumQueue")
+            do {
+                let channel = try await connection.openChannel()
+                try await channel.queueDeclare(queue, durable: true, arguments: arguments)
+                await connection.close()
+                return
+            } catch let error as AMQPError where error.replyCode == 541
+                && (error.replyText ?? "").contains("cluster_not_formed") && attempt < attempts
+            {
+                await connection.close()
+                Watchdog.note("quorum queue \(queue): cluster_not_formed, attempt \(attempt)")
+                try await Task.sleep(for: .seconds(2))
+            } catch {
+                await connection.close()
+                throw error
+            }
+        }
+    }
+
     /// A name no other test (or earlier run) uses.
     static func uniqueName(_ base: String) -> String {
         let cleaned = base.filter { $0.isLetter || $0.isNumber }
@@ -64,11 +95,18 @@ enum TestBroker {
 
     // MARK: rabbitmqctl
 
+    /// At most four rabbitmqctl processes at once, from all the tests together. Each is an
+    /// Erlang VM that takes about a second of CPU to start: in a full run twenty were seen at
+    /// once, each taking 20–30 s on two cores, and a node admits CLI tools on 11 distribution
+    /// ports only (its RabbitMQ's default `RABBITMQ_CTL_DIST_PORT_RANGE`), beyond which they
+    /// fail with `nodistribution`.
+    static let cliSlots = CommandSlots(4)
+
     /// Runs rabbitmqctl with `arguments` and returns its standard output.
     @discardableResult
     static func ctl(_ arguments: [String]) async throws -> String {
         let command = ProcessInfo.processInfo.environment["RABBITMQ_CTL"] ?? (repositoryRoot + "/scripts/broker ctl")
-        return try await shell(command, arguments)
+        return try await cliSlots.run { try await shell(command, arguments) }
     }
 
     /// Runs `command` on a thread of its own: waiting for a process must not hold one of Swift's
@@ -131,6 +169,21 @@ enum TestBroker {
             throw CtlError(message: "the broker lists no connection named \(name)")
         }
         try await run(["close_connection", pid, reason], on: broker)
+    }
+
+    /// Makes the broker close every connection whose client-provided name starts with `prefix`;
+    /// returns how many.
+    @discardableResult
+    static func forceCloseAll(connectionsNamedLike prefix: String, reason: String) async throws -> Int {
+        let arguments = ["list_connections", "--quiet", "--no-table-headers", "pid", "client_properties"]
+        let listing = try await run(arguments, on: nil)
+        var closed = 0
+        for line in listing.split(separator: "\n") where line.contains("{\"connection_name\",\"\(prefix)") {
+            guard let pid = line.split(separator: "\t", maxSplits: 1).first else { continue }
+            try await run(["close_connection", String(pid), reason], on: nil)
+            closed += 1
+        }
+        return closed
     }
 
     /// rabbitmqctl against `broker`, or the shared broker.

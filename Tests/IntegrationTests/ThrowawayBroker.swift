@@ -20,12 +20,18 @@ struct ThrowawayBroker: Sendable {
             + "BROKER_INSTANCE=\(instance) \(TestBroker.repositoryRoot)/scripts/broker"
     }
 
+    /// At most two nodes starting at once: a start takes several seconds of CPU, and the suites
+    /// that need nodes of their own all begin together (seven nodes, 30 Erlang VMs counting the
+    /// CLI tools, were seen at once on two cores).
+    private static let starts = CommandSlots(2)
+
     /// Starts the node and waits until it accepts AMQP (about 10 to 20 s). Nodes started with
     /// the same `cookie` can form a cluster; with `tlsDirectory` the node also listens for TLS.
     static func start(_ name: String, cookie: String? = nil, tlsDirectory: String? = nil) async throws -> ThrowawayBroker {
         let instance = name.filter { $0.isLetter || $0.isNumber } + String(UUID().uuidString.prefix(4)).lowercased()
         var broker = ThrowawayBroker(instance: instance, url: "", cookie: cookie, tlsDirectory: tlsDirectory)
-        try await TestBroker.shell(broker.script, ["start"])
+        let script = broker.script
+        _ = try await starts.run { try await TestBroker.shell(script, ["start"]) }
         let environment = try await TestBroker.shell(broker.script, ["env"])
         func value(_ name: String) -> String? {
             environment.split(separator: "\n").first { $0.hasPrefix("export \(name)=") }
@@ -50,7 +56,7 @@ struct ThrowawayBroker: Sendable {
 
     /// Starts a killed node again on its port and data, and waits until it accepts AMQP.
     func revive() async throws {
-        try await TestBroker.shell(script, ["revive"])
+        _ = try await Self.starts.run { try await TestBroker.shell(script, ["revive"]) }
     }
 
     /// Starts a node, runs `body` with it, and stops it, whether `body` returns or throws.
@@ -71,11 +77,12 @@ struct ThrowawayBroker: Sendable {
     /// Runs rabbitmqctl against this node.
     @discardableResult
     func ctl(_ arguments: [String]) async throws -> String {
-        try await TestBroker.shell(script, ["ctl"] + arguments)
+        try await TestBroker.cliSlots.run { try await TestBroker.shell(script, ["ctl"] + arguments) }
     }
 
     /// Stops the node and deletes its data.
     func stop() async {
-        _ = try? await TestBroker.shell(script, ["stop"])
+        // `stop` is a rabbitmqctl call.
+        _ = try? await TestBroker.cliSlots.run { try await TestBroker.shell(script, ["stop"]) }
     }
 }

@@ -136,6 +136,7 @@ struct TopologyTests {
         let channel = try await connection.openChannel()
         let quorum = TestBroker.uniqueName("quorum")
         let stream = TestBroker.uniqueName("stream")
+        try await TestBroker.declareQuorumQueue(quorum, arguments: ["x-delivery-limit": 5])
         try await channel.queueDeclare(quorum, durable: true, arguments: ["x-queue-type": "quorum", "x-delivery-limit": 5])
         try await channel.queueDeclare(stream, durable: true, arguments: ["x-queue-type": "stream"])
         try await channel.publish("q", routingKey: quorum, properties: .init(deliveryMode: .persistent))

@@ -37,9 +37,16 @@ struct TracingTests {
         var handlerTrace: String??
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await dispatcher.run() }
+                group.addTask {
+                    defer { readyContinuation.finish() }  // a dispatcher that fails ends the wait
+                    try await dispatcher.run()
+                }
                 var readiness = ready.makeAsyncIterator()
-                _ = await readiness.next()
+                if await readiness.next() == nil {
+                    try await group.waitForAll()
+                    Issue.record("the dispatcher returned before it was ready")
+                    return
+                }
                 let publisher = try await EventPublisher(connection: connection, exchange: configuration.exchange)
                 // An incoming request's span, as a web framework would start it.
                 try await withSpan("POST /orders") { span in
