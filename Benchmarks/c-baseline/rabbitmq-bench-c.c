@@ -418,8 +418,20 @@ int main(int argc, char **argv) {
         print_result(&o, consumed, now_seconds() - start, cpu_seconds() - cpu, extra);
         amqp_connection_close(publisher, AMQP_REPLY_SUCCESS);
         amqp_destroy_connection(publisher);
+    } else if (!strcmp(o.workload, "IDLE")) {
+        /* A consumer waiting on an empty queue for --count milliseconds: what an open, idle
+           connection costs. The blocking wait a C consumer would use: poll until data or the end. */
+        start_consumer(conn, queue, o.prefetch, 0);
+        double start = now_seconds(), cpu = cpu_seconds(), end = start + o.count / 1000.0;
+        for (double left = end - start; left > 0; left = end - now_seconds()) {
+            struct pollfd fd = {amqp_get_sockfd(conn), POLLIN, 0};
+            if (poll(&fd, 1, (int)(left * 1000) + 1) > 0) die("IDLE: the broker sent something");
+        }
+        double seconds = now_seconds() - start, used = cpu_seconds() - cpu;
+        snprintf(extra, sizeof extra, ",\"cpu_us_per_second\":%.3f", used / seconds * 1e6);
+        print_result(&o, 0, seconds, used, extra);
     } else {
-        die("--workload W1...W5");
+        die("--workload W1...W5, IDLE");
     }
 
     amqp_queue_delete(conn, 1, queue, 0, 0);

@@ -5,8 +5,9 @@ import RabbitMQEvents
 // rabbitmq-bench: the benchmark client of ../shared/bench/CONTRACT.md (W1 publish, W2 publish
 // with confirms, W3 consume with acks, W4 latency, W5 typed JSON events end to end), using only
 // the public API of RabbitMQ and RabbitMQEvents, plus W6 (this project's own): W5's events with
-// partition keys through ordered lanes and the SQLite inbox, and W7: W5's events through the SQLite
-// outbox and its relay. One JSON line on stdout; the rest on stderr.
+// partition keys through ordered lanes and the SQLite inbox, W7: W5's events through the SQLite
+// outbox and its relay, and IDLE: CPU of an open connection with a consumer and no traffic.
+// One JSON line on stdout; the rest on stderr.
 
 struct Options {
     var workload = ""
@@ -36,7 +37,9 @@ struct Options {
             default: throw BenchError("unknown option \(flag)")
             }
         }
-        guard ["W1", "W2", "W3", "W4", "W5", "W6", "W7"].contains(workload) else { throw BenchError("--workload W1...W7") }
+        guard ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "IDLE"].contains(workload) else {
+            throw BenchError("--workload W1...W7 or IDLE")
+        }
     }
 }
 
@@ -179,6 +182,25 @@ enum Benchmark {
             result = try await events(queue, options: options, connection: connection, channel: channel)
         case "W6":
             result = try await orderedEvents(queue, options: options, connection: connection, channel: channel)
+        case "IDLE":
+            // A consumer waiting on an empty queue for --count milliseconds: what an open, idle
+            // connection costs (its loop, timers and threads).
+            try await channel.basicQos(prefetchCount: options.prefetch)
+            let consumer = try await channel.consume(queue: queue)
+            let watch = Stopwatch()
+            // The wait is not a Task.sleep: what is measured is the connection, not a timer of
+            // the benchmark's own. A plain thread sleeps instead.
+            let idle = TimeInterval(options.count) / 1000
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                Thread {
+                    Thread.sleep(forTimeInterval: idle)
+                    done.resume()
+                }.start()
+            }
+            let (seconds, cpu) = (watch.seconds, watch.cpu)
+            try await consumer.cancel()
+            result = ["messages": "0", "seconds": "\(seconds)", "cpu_seconds": "\(cpu)",
+                      "cpu_us_per_second": "\(cpu / seconds * 1e6)"]
         default:
             result = try await outbox(queue, options: options, channel: channel)
         }
