@@ -31,6 +31,11 @@ extension ConnectionCore {
         }
         // Frames may sit inside librabbitmq while the socket has nothing: never sleep on them.
         let libraryHasData = amqp_frames_enqueued(connection) != 0 || amqp_data_in_buffer(connection) != 0
+        if !libraryHasData, !nextTickIsTimed, hasTimedWork {
+            // A deadline appeared since the last tick (an RPC was sent, say): check it in time.
+            nextTick = min(nextTick, clock.now + ticks.interval(timed: true))
+            nextTickIsTimed = true
+        }
         let timeout = libraryHasData ? 0 : milliseconds(until: nextTick)
         let events = executor.wait(socket: amqp_get_sockfd(connection), timeoutMilliseconds: timeout)
         let now = clock.now
@@ -46,8 +51,9 @@ extension ConnectionCore {
             reportMessageCounts()
         }
         if tickDue {
-            nextTick = now + tickInterval
             checkTimers(now: now)
+            nextTickIsTimed = hasTimedWork
+            nextTick = now + ticks.interval(timed: nextTickIsTimed)
         }
         if let connection = self.connection {
             amqp_maybe_release_buffers(connection)
@@ -81,6 +87,16 @@ extension ConnectionCore {
             }
             framesRead = true
             handle(frame)
+        }
+    }
+
+    /// Whether anything waits with a deadline that ``checkTimers(now:)`` enforces.
+    var hasTimedWork: Bool {
+        if case .closing = phase { return true }
+        if !blockedPublishers.isEmpty || !recoveryWaiters.isEmpty { return true }
+        return channels.values.contains { record in
+            if case .draining = record.phase { return true }
+            return record.pending.first?.deadline != nil
         }
     }
 

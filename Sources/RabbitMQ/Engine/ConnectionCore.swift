@@ -113,10 +113,12 @@ actor ConnectionCore {
     let metrics: ConnectionMetrics
     /// When the last byte arrived from the broker, for the missed-heartbeat watchdog.
     var lastInbound: ContinuousClock.Instant
-    /// The loop reads (so librabbitmq sends and checks heartbeats) and checks its timers at least
-    /// this often.
-    var tickInterval: Duration = .seconds(1)
+    /// How long the loop may sleep (see ``LoopTicks``).
+    var ticks = LoopTicks(heartbeat: .zero)
+    /// The loop's next turn without news from the socket or a job.
     var nextTick: ContinuousClock.Instant
+    /// `nextTick` was set for timed work (at most ``LoopTicks/timerResolution`` away).
+    var nextTickIsTimed = true
 
     init(configuration: AMQPConnection.Configuration, logger: Logger) {
         self.executor = ConnectionExecutor()
@@ -192,11 +194,10 @@ actor ConnectionCore {
         frameMax = UInt32(clamping: amqp_get_frame_max(connection))
         let negotiatedHeartbeat = amqp_get_heartbeat(connection)
         heartbeat = .seconds(negotiatedHeartbeat)
-        // librabbitmq only sends heartbeats from its read functions: read at least 4 times a
-        // period, and at least every second for the timers (RPC, close and blocked deadlines).
-        tickInterval = negotiatedHeartbeat > 0 ? min(heartbeat / 4, .seconds(1)) : .seconds(1)
+        ticks = LoopTicks(heartbeat: heartbeat)
         lastInbound = clock.now
-        nextTick = clock.now + tickInterval
+        nextTick = clock.now + ticks.interval(timed: true)
+        nextTickIsTimed = true
         let serverProperties = amqp_get_server_properties(connection).flatMap { try? FieldTable(copying: $0.pointee) } ?? [:]
         let negotiated = AMQPConnection.NegotiatedParameters(
             channelMax: channelMax, frameMax: frameMax,

@@ -8,11 +8,13 @@ import Darwin
 /// inside librabbitmq, which waits for room in the socket without a deadline when the peer stops
 /// reading (a hung broker, a stalled network). While stuck, the loop checks no timers.
 ///
-/// One thread for the process looks at every watched connection four times a second. When a
-/// connection's loop has made no progress for longer than its limit (two heartbeat intervals,
-/// and at least 5 s), it shuts the socket down: the stuck write fails, and the connection is
-/// lost (and recovers) like any other. `shutdown` is the only thing done to the socket from
-/// this thread; librabbitmq's state is never touched.
+/// One thread for the process watches every connection. It sleeps until the earliest moment a
+/// watched connection could count as stalled (its last progress plus its limit: two heartbeat
+/// intervals, and at least 5 s), or until a watch changes, so an idle process is not woken for
+/// it. When a connection's loop has made no progress for longer than its limit, it shuts the
+/// socket down: the stuck write fails, and the connection is lost (and recovers) like any other.
+/// `shutdown` is the only thing done to the socket from this thread; librabbitmq's state is never
+/// touched.
 final class StallWatchdog: Sendable {
     static let shared = StallWatchdog()
 
@@ -22,17 +24,34 @@ final class StallWatchdog: Sendable {
     }
 
     private let entries = Locked<[Entry]>([])
+    /// Read end (polled by the watchdog's thread) and write end of its wake-up pipe.
+    private let wakeReadFD: Int32
+    private let wakeWriteFD: Int32
 
     private init() {
+        var fds: [Int32] = [-1, -1]
+        let rc = pipe(&fds)
+        precondition(rc == 0, "swift-rabbitmq: pipe() failed with errno \(errno)")
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        wakeReadFD = fds[0]
+        wakeWriteFD = fds[1]
         startThread(name: "amqp-stall-watchdog") { [self] in
+            var nextCheck: ContinuousClock.Instant?
             while true {
-                usleep(250_000)
+                var wakeUp = pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0)
+                if poll(&wakeUp, 1, Self.milliseconds(until: nextCheck)) > 0 {
+                    var bytes = [UInt8](repeating: 0, count: 64)
+                    while read(wakeReadFD, &bytes, bytes.count) > 0 {}
+                }
                 let now = ContinuousClock.now
                 let executors = entries.withLock { entries in
                     entries.removeAll { $0.executor == nil }
                     return entries.compactMap(\.executor)
                 }
-                for executor in executors { executor.shutDownIfStalled(now: now) }
+                nextCheck = executors.compactMap { $0.shutDownIfStalled(now: now) }.min()
             }
         }
     }
@@ -40,6 +59,22 @@ final class StallWatchdog: Sendable {
     /// Watches `executor`'s connection from now on (see ``ConnectionExecutor/watch(socket:limit:)``).
     func register(_ executor: ConnectionExecutor) {
         entries.withLock { $0.append(Entry(executor)) }
+    }
+
+    /// A watch changed: the watchdog looks again and computes its next wake-up.
+    func watchChanged() {
+        var byte: UInt8 = 1
+        _ = write(wakeWriteFD, &byte, 1)
+    }
+
+    /// `poll`'s timeout until `instant` (-1: none), rounded up so that the check finds the
+    /// deadline passed rather than spinning on it.
+    private static func milliseconds(until instant: ContinuousClock.Instant?) -> Int32 {
+        guard let instant else { return -1 }
+        let remaining = ContinuousClock.now.duration(to: instant)
+        guard remaining > .zero else { return 0 }
+        let (seconds, attoseconds) = remaining.components
+        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
     }
 }
 
@@ -64,6 +99,7 @@ extension ConnectionExecutor {
             $0.lastProgress = .now
             $0.stalled = false
         }
+        if limit > .zero { StallWatchdog.shared.watchChanged() }
     }
 
     /// The owner thread's loop went round: it is not stuck.
@@ -79,16 +115,19 @@ extension ConnectionExecutor {
         }
     }
 
-    /// Called by the watchdog's thread.
-    func shutDownIfStalled(now: ContinuousClock.Instant) {
+    /// Called by the watchdog's thread: shuts the socket down if the loop made no progress for
+    /// longer than the limit. Returns when to look again (the moment the connection would count
+    /// as stalled without further progress), or `nil` when it is not watched.
+    func shutDownIfStalled(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
         liveness.withLock { liveness in
-            guard liveness.socket >= 0, liveness.limit > .zero, !liveness.stalled,
-                liveness.lastProgress.duration(to: now) > liveness.limit
-            else { return }
+            guard liveness.socket >= 0, liveness.limit > .zero, !liveness.stalled else { return nil }
+            let deadline = liveness.lastProgress + liveness.limit
+            guard now > deadline else { return deadline }
             // Under the lock: the owner cannot destroy the connection (closing this descriptor,
             // which another socket could then reuse) in between.
             liveness.stalled = true
             _ = shutdown(liveness.socket, Int32(SHUT_RDWR))
+            return nil
         }
     }
 }
