@@ -56,6 +56,27 @@ enum TestPostgres {
         }
     }
 
+    /// The outbox relay's advisory lock key (`RelayLock.key` of the PostgreSQL store).
+    static let relayLockKey: Int64 = 7_305_119_860
+
+    /// Ends the sessions holding the outbox relay's lock in `url`'s database, as the server does
+    /// when the process of a relay dies: returns how many it ended.
+    static func terminateRelayLockHolders(url: String) async throws -> Int {
+        try await withClient(url: url) { client in
+            // An advisory lock on a bigint key: classid holds its high 32 bits, objid the low.
+            let rows = try await client.query(
+                """
+                SELECT pg_terminate_backend(pid) FROM pg_locks
+                WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND classid::bigint = \(relayLockKey >> 32) AND objid::bigint = \(relayLockKey & 0xFFFF_FFFF)
+                """, logger: logger)
+            var ended = 0
+            for try await terminated in rows.decode(Bool.self) where terminated { ended += 1 }
+            return ended
+        }
+    }
+
     /// Who holds an advisory lock in `url`'s database, one line per session (process id,
     /// state, client port, when it started, its last query): what a failed lock handover prints.
     static func advisoryLockHolders(url: String) async throws -> [String] {
@@ -65,7 +86,7 @@ enum TestPostgres {
                 SELECT l.pid, COALESCE(a.state, '?'), COALESCE(a.client_port, 0), COALESCE(CAST(a.backend_start AS TEXT), '?'),
                        COALESCE(a.query, '?'), l.granted
                 FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-                WHERE l.locktype = 'advisory'
+                WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                 """, logger: logger)
             var holders: [String] = []
             for try await (pid, state, port, started, query, granted) in rows.decode((Int32, String, Int32, String, String, Bool).self) {
