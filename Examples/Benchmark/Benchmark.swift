@@ -242,10 +242,11 @@ enum Benchmark {
         }
         let start = ContinuousClock.now
         let watch = Stopwatch()
+        let pacer = Pacer(count: count, rate: options.rate)
         try await withTaskExecutorPreference(connection.taskExecutor) {
             var body = [UInt8](repeating: 0, count: max(options.size, 8))
-            for index in 0..<count {
-                try await Task.sleep(until: start + .seconds(Double(index) / options.rate), clock: .continuous)
+            for _ in 0..<count {
+                await pacer.next()
                 let now = monotonicNanoseconds()
                 for byte in 0..<8 { body[byte] = UInt8(truncatingIfNeeded: now >> (8 * UInt64(byte))) }
                 try await publisher.publish(body, routingKey: queue, properties: .init(deliveryMode: .transient))
