@@ -3,10 +3,12 @@ import Synchronization
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// W4's schedule: tick *i* is due at start + i / rate. A thread of its own sleeps until each due
-/// time (`clock_nanosleep` on the monotonic clock, as the C client's `poll` timeout does) and
+/// time on the monotonic clock (as the C client's `poll` timeout does) and
 /// resumes the waiting publisher. `Task.sleep` would wake libdispatch's timer thread and a worker
 /// thread per message before the publisher's own thread: the benchmark's pacing, not the library.
 final class Pacer: Sendable {
@@ -24,8 +26,11 @@ final class Pacer: Sendable {
         Thread { [self] in
             for index in 0..<count {
                 let due = start + UInt64(Double(index) / rate * 1e9)
-                var until = timespec(tv_sec: Int(due / 1_000_000_000), tv_nsec: Int(due % 1_000_000_000))
-                while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nil) == EINTR {}
+                while case let now = monotonicNanoseconds(), now < due {
+                    let left = due - now
+                    var interval = timespec(tv_sec: Int(left / 1_000_000_000), tv_nsec: Int(left % 1_000_000_000))
+                    _ = nanosleep(&interval, nil)
+                }
                 let waiter = state.withLock { state in
                     guard let waiter = state.waiter else {
                         state.due += 1
