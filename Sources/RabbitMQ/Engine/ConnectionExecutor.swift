@@ -57,15 +57,7 @@ final class ConnectionExecutor: SerialExecutor {
     private let wakeWriteFD: Int32
 
     init() {
-        var fds: [Int32] = [-1, -1]
-        let rc = pipe(&fds)
-        precondition(rc == 0, "swift-rabbitmq: pipe() failed with errno \(errno)")
-        for fd in fds {
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        }
-        wakeReadFD = fds[0]
-        wakeWriteFD = fds[1]
+        (wakeReadFD, wakeWriteFD) = makeWakeUpPipe()
     }
 
     deinit {
@@ -287,6 +279,19 @@ struct CommandBatch: Sequence {
 }
 
 /// Starts a dedicated OS thread (not one of Swift's cooperative threads: the loop blocks in `poll`).
+/// A non-blocking pipe, closed on exec: a thread polls its read end, others write a byte to its
+/// write end to wake it.
+func makeWakeUpPipe() -> (read: Int32, write: Int32) {
+    var fds: [Int32] = [-1, -1]
+    let rc = pipe(&fds)
+    precondition(rc == 0, "swift-rabbitmq: pipe() failed with errno \(errno)")
+    for fd in fds {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+    }
+    return (fds[0], fds[1])
+}
+
 func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
     let thread = Thread(block: body)
     thread.name = name

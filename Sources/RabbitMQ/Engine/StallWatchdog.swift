@@ -29,15 +29,7 @@ final class StallWatchdog: Sendable {
     private let wakeWriteFD: Int32
 
     private init() {
-        var fds: [Int32] = [-1, -1]
-        let rc = pipe(&fds)
-        precondition(rc == 0, "swift-rabbitmq: pipe() failed with errno \(errno)")
-        for fd in fds {
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        }
-        wakeReadFD = fds[0]
-        wakeWriteFD = fds[1]
+        (wakeReadFD, wakeWriteFD) = makeWakeUpPipe()
         startThread(name: "amqp-stall-watchdog") { [self] in
             var nextCheck: ContinuousClock.Instant?
             while true {
