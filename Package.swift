@@ -1,6 +1,20 @@
 // swift-tools-version:6.2
 import PackageDescription
 
+/// What the two example services (the inventory daemon and the order service) build on: the
+/// event layer with both stores, HTTP for health and metrics, and service lifecycle.
+let exampleServiceDependencies: [Target.Dependency] = [
+    "OrderEvents", "RabbitMQEvents", "RabbitMQEventsSQLite", "RabbitMQEventsPostgres", "RabbitMQ",
+    "ServiceSupport",
+    .product(name: "GRDB", package: "GRDB.swift"),
+    .product(name: "PostgresNIO", package: "postgres-nio"),
+    .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    .product(name: "Logging", package: "swift-log"),
+    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+    .product(name: "Hummingbird", package: "hummingbird"),
+    .product(name: "Prometheus", package: "swift-prometheus"),
+]
+
 let package = Package(
     name: "swift-rabbitmq",
     platforms: [.macOS(.v15)],
@@ -113,32 +127,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "InventoryDaemon",
-            dependencies: [
-                "OrderEvents", "RabbitMQEvents", "RabbitMQEventsSQLite", "RabbitMQEventsPostgres", "RabbitMQ",
-                "ServiceSupport",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-            ],
+            dependencies: exampleServiceDependencies,
             path: "Examples/InventoryDaemon"
         ),
         .executableTarget(
             name: "OrderService",
-            dependencies: [
-                "OrderEvents", "RabbitMQEvents", "RabbitMQEventsSQLite", "RabbitMQEventsPostgres", "RabbitMQ",
-                "ServiceSupport",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-            ],
+            dependencies: exampleServiceDependencies,
             path: "Examples/OrderService"
         ),
 
