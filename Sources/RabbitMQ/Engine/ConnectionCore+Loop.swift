@@ -20,7 +20,7 @@ extension ConnectionCore {
                 // Between reconnect attempts: jobs, and the next attempt when it is due. While
                 // an attempt runs on its own thread: jobs (its outcome is one), and the timers.
                 let wakeUp = isReconnecting ? clock.now + .seconds(1) : progress.nextAttempt
-                _ = executor.wait(socket: -1, timeoutMilliseconds: milliseconds(until: wakeUp))
+                _ = executor.wait(socket: -1, timeoutMilliseconds: pollTimeout(until: wakeUp))
                 expireRecoveryWaiters(now: clock.now)
                 if !isReconnecting, clock.now >= progress.nextAttempt { attemptReconnect() }
                 return
@@ -36,7 +36,7 @@ extension ConnectionCore {
             nextTick = min(nextTick, clock.now + ticks.interval(timed: true))
             nextTickIsTimed = true
         }
-        let timeout = libraryHasData ? 0 : milliseconds(until: nextTick)
+        let timeout = libraryHasData ? 0 : pollTimeout(until: nextTick)
         let events = executor.wait(socket: amqp_get_sockfd(connection), timeoutMilliseconds: timeout)
         let now = clock.now
         if events != 0 { lastInbound = now }
@@ -58,14 +58,6 @@ extension ConnectionCore {
         if let connection = self.connection {
             amqp_maybe_release_buffers(connection)
         }
-    }
-
-    func milliseconds(until instant: ContinuousClock.Instant) -> Int32 {
-        let remaining = clock.now.duration(to: instant)
-        guard remaining > .zero else { return 0 }
-        let (seconds, attoseconds) = remaining.components
-        // Round up: a 0 ms timeout for a deadline 0.4 ms away would spin.
-        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
     }
 
     /// Reads and dispatches frames until librabbitmq has none left (`AMQP_STATUS_TIMEOUT` with a

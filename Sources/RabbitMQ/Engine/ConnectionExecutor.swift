@@ -278,7 +278,6 @@ struct CommandBatch: Sequence {
     }
 }
 
-/// Starts a dedicated OS thread (not one of Swift's cooperative threads: the loop blocks in `poll`).
 /// A non-blocking pipe, closed on exec: a thread polls its read end, others write a byte to its
 /// write end to wake it.
 func makeWakeUpPipe() -> (read: Int32, write: Int32) {
@@ -292,6 +291,16 @@ func makeWakeUpPipe() -> (read: Int32, write: Int32) {
     return (fds[0], fds[1])
 }
 
+/// `poll`'s timeout in milliseconds until `instant`: 0 once it has passed, rounded up before
+/// (a 0 ms timeout for a deadline 0.4 ms away would spin).
+func pollTimeout(until instant: ContinuousClock.Instant) -> Int32 {
+    let remaining = ContinuousClock.now.duration(to: instant)
+    guard remaining > .zero else { return 0 }
+    let (seconds, attoseconds) = remaining.components
+    return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+}
+
+/// Starts a dedicated OS thread (not one of Swift's cooperative threads: the loop blocks in `poll`).
 func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
     let thread = Thread(block: body)
     thread.name = name

@@ -34,7 +34,7 @@ final class StallWatchdog: Sendable {
             var nextCheck: ContinuousClock.Instant?
             while true {
                 var wakeUp = pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0)
-                if poll(&wakeUp, 1, Self.milliseconds(until: nextCheck)) > 0 {
+                if poll(&wakeUp, 1, nextCheck.map(pollTimeout(until:)) ?? -1) > 0 {
                     var bytes = [UInt8](repeating: 0, count: 64)
                     while read(wakeReadFD, &bytes, bytes.count) > 0 {}
                 }
@@ -57,16 +57,6 @@ final class StallWatchdog: Sendable {
     func watchChanged() {
         var byte: UInt8 = 1
         _ = write(wakeWriteFD, &byte, 1)
-    }
-
-    /// `poll`'s timeout until `instant` (-1: none), rounded up so that the check finds the
-    /// deadline passed rather than spinning on it.
-    private static func milliseconds(until instant: ContinuousClock.Instant?) -> Int32 {
-        guard let instant else { return -1 }
-        let remaining = ContinuousClock.now.duration(to: instant)
-        guard remaining > .zero else { return 0 }
-        let (seconds, attoseconds) = remaining.components
-        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
     }
 }
 
