@@ -9,9 +9,9 @@ import RabbitMQ
 ///
 /// The holding connection is checked every second; when it fails the lock counts as lost and the
 /// relay stops publishing at its next claim.
-final class RelayLock: Sendable {
+package final class RelayLock: Sendable {
     /// The advisory lock's key: one relay per database publishes.
-    static let key: Int64 = 7_305_119_860
+    package static let key: Int64 = 7_305_119_860
 
     private struct Holding {
         /// Tells this holding from a later one of the same owner.

@@ -115,7 +115,7 @@ struct PostgresStoreTests {
                 // by the server, as at a process's death: a PostgresClient's shutdown alone does
                 // not always end its sessions at once (seen under load: a session kept the lock,
                 // idle, for over a minute after its client had stopped).
-                _ = try await TestPostgres.terminateRelayLockHolders(url: url)
+                try await TestPostgres.terminateRelayLockHolders(url: url)
                 let deadline = ContinuousClock.now + .seconds(60)
                 var taken: [OutboxMessage] = []
                 while taken.isEmpty, ContinuousClock.now < deadline {

@@ -56,24 +56,19 @@ enum TestPostgres {
         }
     }
 
-    /// The outbox relay's advisory lock key (`RelayLock.key` of the PostgreSQL store).
-    static let relayLockKey: Int64 = 7_305_119_860
-
-    /// Ends the sessions holding the outbox relay's lock in `url`'s database, as the server does
-    /// when the process of a relay dies: returns how many it ended.
-    static func terminateRelayLockHolders(url: String) async throws -> Int {
+    /// Ends the sessions holding the outbox relay's lock (`RelayLock.key`) in `url`'s database,
+    /// as the server does when the process of a relay dies.
+    static func terminateRelayLockHolders(url: String) async throws {
         try await withClient(url: url) { client in
             // An advisory lock on a bigint key: classid holds its high 32 bits, objid the low.
-            let rows = try await client.query(
+            _ = try await client.query(
                 """
                 SELECT pg_terminate_backend(pid) FROM pg_locks
                 WHERE locktype = 'advisory' AND granted AND objsubid = 1
                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND classid::bigint = \(relayLockKey >> 32) AND objid::bigint = \(relayLockKey & 0xFFFF_FFFF)
-                """, logger: logger)
-            var ended = 0
-            for try await terminated in rows.decode(Bool.self) where terminated { ended += 1 }
-            return ended
+                  AND classid::bigint = \(RelayLock.key >> 32) AND objid::bigint = \(RelayLock.key & 0xFFFF_FFFF)
+                """, logger: logger
+            ).collect()
         }
     }
 
