@@ -8,9 +8,9 @@ import Darwin
 #endif
 
 /// W4's schedule: tick *i* is due at start + i / rate. A thread of its own sleeps until each due
-/// time on the monotonic clock (as the C client's `poll` timeout does) and
-/// resumes the waiting publisher. `Task.sleep` would wake libdispatch's timer thread and a worker
-/// thread per message before the publisher's own thread: the benchmark's pacing, not the library.
+/// time on the monotonic clock (as the C client's `poll` timeout does) and resumes the waiting
+/// publisher. `Task.sleep` would wake libdispatch's timer thread and a worker thread per message
+/// before the publisher's own thread: the benchmark's pacing, not the library.
 final class Pacer: Sendable {
     private struct State {
         /// Ticks that came due before the publisher asked for them.
