@@ -93,11 +93,10 @@ final class Tally: @unchecked Sendable {
 }
 
 extension Benchmark {
-    /// Client CPU per event of the JSON alone (encode, then decode, with the codec the publisher
-    /// and dispatcher use), measured before the timed section: the part of W5 that is not the
-    /// engine's.
-    static func jsonMicrosecondsPerEvent(samples: Int = 20_000) throws -> Double {
-        let codec = JSONEventCodec()
+    /// Client CPU per event of the JSON alone (encode, then decode, by default with the codec the
+    /// publisher and dispatcher use), measured before the timed section: the part of W5 that is
+    /// not the engine's.
+    static func jsonMicrosecondsPerEvent(codec: any EventCodec = JSONEventCodec(), samples: Int = 20_000) throws -> Double {
         let events = (0..<samples).map(BenchOrderCreated.init)
         let watch = Stopwatch()
         for event in events {
@@ -112,6 +111,7 @@ extension Benchmark {
         _ queue: String, options: Options, connection: AMQPConnection, channel: AMQPChannel
     ) async throws -> [String: String] {
         let json = try jsonMicrosecondsPerEvent()
+        let foundationJSON = try jsonMicrosecondsPerEvent(codec: FoundationJSONEventCodec())
         let tally = Tally(target: options.count)
         var handlers = EventHandlers()
         handlers.on(BenchOrderCreated.self) { event, _ in tally.add(event) }
@@ -120,7 +120,8 @@ extension Benchmark {
             // The handler only counts: light enough for the connection's thread.
             configure: { $0.runsHandlersOnConnectionThread = true }, event: BenchOrderCreated.init)
         return ["messages": "\(options.count)", "seconds": "\(seconds)", "cpu_seconds": "\(cpu)",
-                "bad": "\(tally.badCount)", "json_cpu_us_per_event": "\(json)"]
+                "bad": "\(tally.badCount)", "json_cpu_us_per_event": "\(json)",
+                "foundation_json_cpu_us_per_event": "\(foundationJSON)"]
     }
 
     /// Typed events end to end: binds the run's queue to the `orders` exchange, starts a
