@@ -12,7 +12,7 @@ struct JSONCompatibilityTests {
 
     @Test(arguments: 0..<8)
     func generatedEventsReadTheSameInBothCodecs(seed: UInt64) throws {
-        var random = SplitMix64(seed: seed)
+        var random = SplitMix(seed: seed)
         for round in 0..<150 {
             let sample = Sample.random(using: &random)
             let context = Comment(rawValue: "seed \(seed), round \(round)")
@@ -29,7 +29,7 @@ struct JSONCompatibilityTests {
 
     @Test(arguments: 0..<8)
     func mutatedTextsAreReadOrRefusedAsFoundationDoes(seed: UInt64) throws {
-        var random = SplitMix64(seed: 1000 + seed)
+        var random = SplitMix(seed: 1000 + seed)
         var bothRead = 0
         for round in 0..<400 {
             var body = try fast.encode(Sample.random(using: &random))
@@ -53,7 +53,7 @@ struct JSONCompatibilityTests {
     }
 
     @Test func arbitraryBytesAreAnErrorNotACrash() {
-        var random = SplitMix64(seed: 7)
+        var random = SplitMix(seed: 7)
         let alphabet = Array(#"{}[],:"\ 0123456789.eE+-truefalsnl"#.utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xA9, 0xED, 0xA0, 0xFF]
         for _ in 0..<5000 {
             let body = (0..<random.below(40)).map { _ in alphabet[random.below(alphabet.count)] }
@@ -162,7 +162,7 @@ struct JSONCompatibilityTests {
     }
 
     @Test func datesAreWrittenAndReadLikeFoundationsISO8601() throws {
-        var random = SplitMix64(seed: 11)
+        var random = SplitMix(seed: 11)
         let wholeSeconds = Date.ISO8601FormatStyle(timeZone: .gmt)
         for _ in 0..<2000 {
             let seconds = Int64(random.below(Int(ISO8601Milliseconds.end / 1000 - ISO8601Milliseconds.gregorian / 1000)))
@@ -265,19 +265,9 @@ indirect enum JSONDocument: Decodable, Equatable {
 
 // MARK: - Generated values
 
-/// A small, seedable generator, so a failing round can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// Bounded draws from the suite's seedable generator (see `OrderedLanesTests`), so a failing
+/// round can be replayed from its seed.
+extension SplitMix {
     mutating func below(_ bound: Int) -> Int { bound <= 0 ? 0 : Int(next() % UInt64(bound)) }
     mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
 }
@@ -285,7 +275,7 @@ struct SplitMix64: RandomNumberGenerator {
 extension String {
     static let oddScalars: [Unicode.Scalar] = Array("aZ09 \"\\/\u{0}\u{1}\u{8}\u{9}\u{A}\u{C}\u{D}\u{1F}\u{7F}é€😀\u{301}\u{2028}\u{2029}\u{FEFF}\u{10FFFF}\u{E000}".unicodeScalars)
 
-    static func random(using random: inout SplitMix64) -> String {
+    static func random(using random: inout SplitMix) -> String {
         var text = String.UnicodeScalarView()
         for _ in 0..<random.below(24) {
             text.append(random.chance(60) ? Unicode.Scalar(UInt8(0x61 + random.below(26))) : oddScalars[random.below(oddScalars.count)])
@@ -367,7 +357,7 @@ struct Sample: AMQPEvent, Equatable {
         Date(timeIntervalSince1970: (date.timeIntervalSince1970 * 1000).rounded() / 1000)
     }
 
-    static func random(using random: inout SplitMix64) -> Sample {
+    static func random(using random: inout SplitMix) -> Sample {
         func double() -> Double {
             switch random.below(4) {
             case 0: return Double(random.below(2_000_001) - 1_000_000) / 100
@@ -431,7 +421,7 @@ struct Sample: AMQPEvent, Equatable {
 extension Array where Element == UInt8 {
     /// One random edit: a byte replaced by a character that matters in JSON, removed, inserted, or
     /// the text cut short.
-    mutating func mutate(using random: inout SplitMix64) {
+    mutating func mutate(using random: inout SplitMix) {
         guard !isEmpty else { return }
         let alphabet = Array(#"{}[],:"\ 0159.eE+-tfnu"#.utf8) + [0x00, 0x1F, 0xC3, 0xFF]
         let position = random.below(count)
