@@ -20,6 +20,9 @@ struct Options {
     /// W7's outbox: empty for a SQLite file of its own, or a `postgres://` URL of a database the
     /// benchmark may write to (it empties its outbox table first).
     var database = ""
+    /// The events' codec (W5-W7): `json` for the library's default, ``JSONEventCodec``, or
+    /// `foundation` for ``FoundationJSONEventCodec`` (Foundation's JSONEncoder and JSONDecoder).
+    var codec = "json"
 
     init(_ arguments: [String]) throws {
         var iterator = arguments.makeIterator()
@@ -34,6 +37,9 @@ struct Options {
             case "--prefetch": prefetch = UInt16(try number(value, flag) as Int)
             case "--window": window = try number(value, flag)
             case "--database": database = value
+            case "--codec":
+                guard ["json", "foundation"].contains(value) else { throw BenchError("--codec json or foundation") }
+                codec = value
             default: throw BenchError("unknown option \(flag)")
             }
         }
@@ -44,6 +50,11 @@ struct Options {
 }
 
 extension Options {
+    /// The codec `--codec` names.
+    var eventCodec: any EventCodec {
+        codec == "foundation" ? FoundationJSONEventCodec() : JSONEventCodec()
+    }
+
     /// The contract runs without heartbeats.
     var connectionConfiguration: AMQPConnection.Configuration {
         get throws {

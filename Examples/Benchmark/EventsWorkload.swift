@@ -110,7 +110,7 @@ extension Benchmark {
     static func events(
         _ queue: String, options: Options, connection: AMQPConnection, channel: AMQPChannel
     ) async throws -> [String: String] {
-        let json = try jsonMicrosecondsPerEvent()
+        let json = try jsonMicrosecondsPerEvent(codec: options.eventCodec)
         let foundationJSON = try jsonMicrosecondsPerEvent(codec: FoundationJSONEventCodec())
         let tally = Tally(target: options.count)
         var handlers = EventHandlers()
@@ -120,7 +120,7 @@ extension Benchmark {
             // The handler only counts: light enough for the connection's thread.
             configure: { $0.runsHandlersOnConnectionThread = true }, event: BenchOrderCreated.init)
         return ["messages": "\(options.count)", "seconds": "\(seconds)", "cpu_seconds": "\(cpu)",
-                "bad": "\(tally.badCount)", "json_cpu_us_per_event": "\(json)",
+                "bad": "\(tally.badCount)", "codec": options.codec, "json_cpu_us_per_event": "\(json)",
                 "foundation_json_cpu_us_per_event": "\(foundationJSON)"]
     }
 
@@ -145,6 +145,7 @@ extension Benchmark {
         var configuration = EventDispatcher.Configuration(queue: queue, exchange: exchange)
         configuration.declaresTopology = false
         configuration.prefetch = options.prefetch
+        configuration.codec = options.eventCodec
         configure(&configuration)
         let (ready, readyContinuation) = AsyncStream.makeStream(of: Void.self)
         configuration.onReady = { readyContinuation.yield() }
@@ -157,7 +158,7 @@ extension Benchmark {
         let publisherConnection = try await AMQPConnection.open(options.connectionConfiguration)
         let publisher = try await EventPublisher(
             connection: publisherConnection, exchange: exchange, declareExchange: false, window: options.window,
-            deliveryMode: .transient, mandatory: false)
+            codec: options.eventCodec, deliveryMode: .transient, mandatory: false)
         let watch = Stopwatch()
         try await withTaskExecutorPreference(publisherConnection.taskExecutor) {
             var last: PublishConfirmation?
@@ -254,7 +255,7 @@ extension Benchmark {
     /// from the outbox. The outbox is a SQLite file of its own, or with `--database postgres://…`
     /// a PostgreSQL database (its server's CPU is not the client's, so not counted).
     static func outbox(_ queue: String, options: Options, channel: AMQPChannel) async throws -> [String: String] {
-        let codec = JSONEventCodec()
+        let codec = options.eventCodec
         // Encoded inside the timed loop, as an application encodes each event it writes.
         func messages(_ indices: Range<Int>) throws -> [OutboxMessage] {
             try indices.map { index in
