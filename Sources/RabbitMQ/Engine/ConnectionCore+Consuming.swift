@@ -50,9 +50,14 @@ extension ConnectionCore {
             throw error
         }
         // A consumer whose sequence is abandoned (loop left, task cancelled) is cancelled on the
-        // broker, so its messages go to other consumers.
-        continuation.onTermination = { [weak self] termination in
-            guard case .cancelled = termination, let self else { return }
+        // broker, so its messages go to other consumers. `self` is held strongly, not weakly: a
+        // weak reference would give the core a side table, sending every retain and release of
+        // it (several per message) down the runtime's slow path. The cycle this makes (core,
+        // consumer record, continuation, this closure) ends when the sequence ends: the stream
+        // drops the closure once it has run, and the core finishes every consumer's sequence
+        // when a channel closes or the connection shuts down.
+        continuation.onTermination = { [self] termination in
+            guard case .cancelled = termination else { return }
             Task { await self.cancelConsumer(on: key, tag: tag) }
         }
         return (tag, stream)

@@ -7,7 +7,7 @@ enum ConnectionLoop {
             executor.becomeOwner()
             let perform = { (commands: CommandBatch) in core.assumeIsolated { $0.perform(commands) } }
             let taskExecutor = core.taskExecutor.asUnownedTaskExecutor()
-            StallWatchdog.shared.register(executor)
+            let watch = StallWatchdog.shared.register(executor.liveness)
             while true {
                 executor.markProgress()
                 executor.runQueuedJobs(taskExecutor: taskExecutor, perform: perform)
@@ -19,6 +19,7 @@ enum ConnectionLoop {
                 $0.shutDown(AMQPError(.connectionClosed, "the connection was released without being closed"))
             }
             executor.runQueuedJobs(taskExecutor: taskExecutor, perform: perform)
+            StallWatchdog.shared.unregister(watch)
             executor.ownerDidExit()
         }
     }

@@ -42,8 +42,11 @@ final class ConnectionStatus: Sendable {
             continuation.yield(.closed(closedWith))
             continuation.finish()
         } else {
-            continuation.onTermination = { [weak self] _ in
-                self?.subscribers.withLock { _ = $0?.removeValue(forKey: number) }
+            // Strongly held, like the consumers' handlers (see ConnectionCore.consume): no side
+            // table for a status read on every publish; the closure goes when the sequence ends,
+            // at the latest with the `.closed` event.
+            continuation.onTermination = { [self] _ in
+                subscribers.withLock { _ = $0?.removeValue(forKey: number) }
             }
         }
         return stream

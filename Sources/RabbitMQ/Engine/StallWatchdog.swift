@@ -18,12 +18,10 @@ import Darwin
 final class StallWatchdog: Sendable {
     static let shared = StallWatchdog()
 
-    private final class Entry: Sendable {
-        weak let executor: ConnectionExecutor?
-        init(_ executor: ConnectionExecutor) { self.executor = executor }
-    }
-
-    private let entries = Locked<[Entry]>([])
+    /// The watched connections' liveness records, by registration. Not weak references to the
+    /// executors: a weak reference gives its object a side table, and every retain and release
+    /// of the executor (several per message) would then take the runtime's slow path.
+    private let entries = Locked<(next: Int, watched: [Int: Locked<ConnectionExecutor.Liveness>])>((0, [:]))
     /// Read end (polled by the watchdog's thread) and write end of its wake-up pipe.
     private let wakeReadFD: Int32
     private let wakeWriteFD: Int32
@@ -39,18 +37,26 @@ final class StallWatchdog: Sendable {
                     while read(wakeReadFD, &bytes, bytes.count) > 0 {}
                 }
                 let now = ContinuousClock.now
-                let executors = entries.withLock { entries in
-                    entries.removeAll { $0.executor == nil }
-                    return entries.compactMap(\.executor)
-                }
-                nextCheck = executors.compactMap { $0.shutDownIfStalled(now: now) }.min()
+                let watched = entries.withLock { Array($0.watched.values) }
+                nextCheck = watched.compactMap { Self.shutDownIfStalled($0, now: now) }.min()
             }
         }
     }
 
-    /// Watches `executor`'s connection from now on (see ``ConnectionExecutor/watch(socket:limit:)``).
-    func register(_ executor: ConnectionExecutor) {
-        entries.withLock { $0.append(Entry(executor)) }
+    /// Watches the connection whose owner thread keeps `liveness` (see
+    /// ``ConnectionExecutor/watch(socket:limit:)``) until ``unregister(_:)`` with the returned
+    /// registration.
+    func register(_ liveness: Locked<ConnectionExecutor.Liveness>) -> Int {
+        entries.withLock { entries in
+            entries.next += 1
+            entries.watched[entries.next] = liveness
+            return entries.next
+        }
+    }
+
+    /// Stops watching a connection: its owner thread is done with it.
+    func unregister(_ registration: Int) {
+        entries.withLock { _ = $0.watched.removeValue(forKey: registration) }
     }
 
     /// A watch changed: the watchdog looks again and computes its next wake-up.
@@ -97,10 +103,15 @@ extension ConnectionExecutor {
         }
     }
 
+}
+
+extension StallWatchdog {
     /// Called by the watchdog's thread: shuts the socket down if the loop made no progress for
     /// longer than the limit. Returns when to look again (the moment the connection would count
     /// as stalled without further progress), or `nil` when it is not watched.
-    func shutDownIfStalled(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+    static func shutDownIfStalled(
+        _ liveness: Locked<ConnectionExecutor.Liveness>, now: ContinuousClock.Instant
+    ) -> ContinuousClock.Instant? {
         liveness.withLock { liveness in
             guard liveness.socket >= 0, liveness.limit > .zero, !liveness.stalled else { return nil }
             let deadline = liveness.lastProgress + liveness.limit
