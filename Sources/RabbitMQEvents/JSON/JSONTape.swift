@@ -37,10 +37,10 @@ final class JSONTape {
 
     let bytes: [UInt8]
     private(set) var tokens: [Token] = []
-    /// Where the last key lookup ended (the key token after the value found): types read keys in
-    /// the order they were written, so the next lookup usually matches here at once.
     // Unchecked exclusivity: a tape belongs to one decode call on one thread, and every access
     // is a plain read or write of the integer.
+    /// Where the last key lookup ended (the key token after the value found): types read keys in
+    /// the order they were written, so the next lookup usually matches here at once.
     @exclusivity(unchecked) var hint = 0
 
     /// Parses `bytes`.
