@@ -132,6 +132,45 @@ struct PostgresStoreTests {
         }
     }
 
+    /// Several events written in one statement (`enqueue(contentsOf:on:)`) keep their order,
+    /// between the single writes around them, with every field as given; a rolled-back batch
+    /// leaves nothing.
+    @Test func aBatchIsWrittenInOneStatementInOrder() async throws {
+        try await TestPostgres.withDatabase { url in
+            try await TestPostgres.withStore(url: url) { store in
+                func message(_ index: Int) throws -> OutboxMessage {
+                    var message = try OutboxMessage(
+                        OrderCreated(orderID: "order-\(index)", customerID: "c", items: []), exchange: "orders",
+                        messageID: "m-\(index)")
+                    message.partitionKey = index % 3 == 0 ? nil : "key-\(index % 7)"
+                    message.body = [0, UInt8(index % 256), 255] + Array("body \(index)".utf8)
+                    return message
+                }
+                let expected = try (0...301).map(message)
+                try await store.transaction { connection in
+                    try await store.enqueue(expected[0], on: connection)
+                    try await store.enqueue(contentsOf: Array(expected[1...300]), on: connection)
+                    try await store.enqueue(contentsOf: [], on: connection)
+                    try await store.enqueue(expected[301], on: connection)
+                }
+                await #expect(throws: Refused.self) {
+                    try await store.transaction { connection in
+                        try await store.enqueue(contentsOf: try (400..<410).map(message), on: connection)
+                        throw Refused()
+                    }
+                }
+                let written = try await store.claimPending(owner: "relay", lease: .seconds(10), limit: 1000)
+                #expect(written.map(\.messageID) == expected.map(\.messageID))
+                #expect(written.map(\.partitionKey) == expected.map(\.partitionKey))
+                #expect(written.map(\.body) == expected.map(\.body))
+                #expect(written.allSatisfy { $0.exchange == "orders" && $0.routingKey == "order.created" })
+                #expect(written.allSatisfy { $0.eventType == "OrderCreated" && $0.contentType == "application/json" })
+                #expect(zip(written, expected).allSatisfy { abs($0.createdAt.timeIntervalSince($1.createdAt)) < 0.001 })
+                #expect(zip(written, written.dropFirst()).allSatisfy { $0.sequence < $1.sequence })
+            }
+        }
+    }
+
     /// A commit in another process (another client) wakes this one's relay: PostgreSQL delivers
     /// the `NOTIFY` at commit.
     @Test func aCommitElsewhereWakesTheRelay() async throws {
