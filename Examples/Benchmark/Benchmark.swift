@@ -129,6 +129,7 @@ enum Benchmark {
         do {
             let options = try Options(Array(CommandLine.arguments.dropFirst()))
             let result = try await run(options)
+            // Each value is already a JSON literal: a number, or a string with its quotes.
             let fields = result.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
             print("{\"client\":\"swift-rabbitmq\",\"workload\":\"\(options.workload)\",\"size\":\(options.size),\(fields)}")
         } catch {

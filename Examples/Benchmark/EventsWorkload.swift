@@ -120,7 +120,7 @@ extension Benchmark {
             // The handler only counts: light enough for the connection's thread.
             configure: { $0.runsHandlersOnConnectionThread = true }, event: BenchOrderCreated.init)
         return ["messages": "\(options.count)", "seconds": "\(seconds)", "cpu_seconds": "\(cpu)",
-                "bad": "\(tally.badCount)", "codec": options.codec, "json_cpu_us_per_event": "\(json)",
+                "bad": "\(tally.badCount)", "codec": "\"\(options.codec)\"", "json_cpu_us_per_event": "\(json)",
                 "foundation_json_cpu_us_per_event": "\(foundationJSON)"]
     }
 

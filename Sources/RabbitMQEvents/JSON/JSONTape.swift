@@ -36,7 +36,8 @@ final class JSONTape {
     static let maximumDepth = 512
 
     let bytes: [UInt8]
-    private(set) var tokens: [Token] = []
+    /// Written once by the parse; a constant, so reading it costs no exclusivity check.
+    let tokens: [Token]
     // Unchecked exclusivity: a tape belongs to one decode call on one thread, and every access
     // is a plain read or write of the integer.
     /// Where the last key lookup ended (the key token after the value found): types read keys in
@@ -48,11 +49,13 @@ final class JSONTape {
     init(_ bytes: [UInt8]) throws {
         guard bytes.count < Int32.max else { throw Self.corrupted("The JSON text is larger than 2 GiB") }
         self.bytes = bytes
+        var tokens: [Token] = []
         tokens.reserveCapacity(bytes.count / 6 + 4)
         try bytes.withUnsafeBufferPointer { buffer in
             var parser = Parser(bytes: buffer)
             try parser.parse(into: &tokens)
         }
+        self.tokens = tokens
     }
 
     static func corrupted(_ description: String) -> DecodingError {

@@ -54,7 +54,7 @@ final class JSONEncodingState {
     @exclusivity(unchecked) private(set) var open: [OpenContainer] = []
     /// The coding path of the value being written: the keys of every open entry.
     @exclusivity(unchecked) var path: [any CodingKey] = []
-    private var lastID = 0
+    @exclusivity(unchecked) private var lastID = 0
     private(set) var isNonSequential = false
 
     init() {
