@@ -61,10 +61,15 @@ final class JSONEncodingState {
         bytes.reserveCapacity(512)
     }
 
-    /// Opens a container at the end of the output.
-    func openContainer(_ opener: UInt8, closer: UInt8, pathDepth: Int) -> Int {
+    /// The bracket that closes an object's (`{`) or an array's (`[`) opening one.
+    static func closer(of opener: UInt8) -> UInt8 {
+        opener == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+    }
+
+    /// Opens an object (`{`) or an array (`[`) at the end of the output.
+    func openContainer(_ opener: UInt8, pathDepth: Int) -> Int {
         lastID += 1
-        open.append(OpenContainer(id: lastID, start: bytes.count, closer: closer, count: 0, pathDepth: pathDepth))
+        open.append(OpenContainer(id: lastID, start: bytes.count, closer: Self.closer(of: opener), count: 0, pathDepth: pathDepth))
         bytes.append(opener)
         return lastID
     }
@@ -219,11 +224,12 @@ struct StreamingEncoder: Encoder {
             _ = state.nonSequential()
             return 0
         }
-        let closer = opener == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
         if state.bytes.count == slot, state.open.count == openHeight {
-            return state.openContainer(opener, closer: closer, pathDepth: Int(depths.path))
+            return state.openContainer(opener, pathDepth: Int(depths.path))
         }
-        if state.open.count > openHeight, state.open[openHeight].start == slot, state.open[openHeight].closer == closer {
+        if state.open.count > openHeight, state.open[openHeight].start == slot,
+            state.open[openHeight].closer == JSONEncodingState.closer(of: opener)
+        {
             state.close(downTo: openHeight + 1)
             return state.open[openHeight].id
         }
@@ -319,7 +325,7 @@ struct StreamingKeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
         do { try state.beginEntry(in: id, key: key) } catch { return 0 }
         let depth = state.path.count
         state.path.append(key)
-        return state.openContainer(opener, closer: opener == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]"), pathDepth: depth)
+        return state.openContainer(opener, pathDepth: depth)
     }
 
     private func withKey(_ key: Key, _ body: () throws -> Void) throws {
@@ -406,7 +412,7 @@ struct StreamingUnkeyedContainer: UnkeyedEncodingContainer {
         guard let index = try? state.beginEntry(in: id) else { return 0 }
         let depth = state.path.count
         state.path.append(JSONIndexKey(index))
-        return state.openContainer(opener, closer: opener == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]"), pathDepth: depth)
+        return state.openContainer(opener, pathDepth: depth)
     }
 
     private func withIndex(_ index: Int, _ body: () throws -> Void) throws {
