@@ -28,7 +28,9 @@ public protocol EventCodec: Sendable {
 /// with the same result.
 public struct JSONEventCodec: EventCodec {
     public let contentType = "application/json"
-    private let fallback = FoundationJSONEventCodec()
+    /// For the rare out-of-order type; shared, as a codec is made wherever one is defaulted (per
+    /// outbox message, say) and Foundation's coders are not free to create.
+    private static let fallback = FoundationJSONEventCodec()
 
     /// The JSON codec.
     public init() {}
@@ -37,7 +39,7 @@ public struct JSONEventCodec: EventCodec {
         do {
             return try StreamingJSONEncoder.encode(event)
         } catch is NonSequentialEncoding {
-            return try fallback.encode(event)
+            return try Self.fallback.encode(event)
         }
     }
 
