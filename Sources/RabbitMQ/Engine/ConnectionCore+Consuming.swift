@@ -145,7 +145,8 @@ extension ConnectionCore {
     }
 
     /// Sends an acknowledgement the caller already checked against the channel's outstanding
-    /// tags. If the channel closed since, it is dropped: the broker redelivers the message.
+    /// tags, or appends it to the engine's own frames (``OutboundFrames``), which
+    /// ``perform(_:)`` writes at the end of the batch. If the channel closed since, it is dropped: the broker redelivers the message.
     /// An acknowledgement of an earlier generation (checked by the caller just before a
     /// recovery) is dropped too: its tag would acknowledge another message now.
     func performAcknowledge(
@@ -156,14 +157,33 @@ extension ConnectionCore {
         else { return }
         let status: Int32
         let deliveryTag = record.brokerTag(deliveryTag)
-        writes.willWrite()
-        switch kind {
-        case .ack:
-            status = amqp_basic_ack(connection, key.number, deliveryTag, amqpBoolean(multiple))
-        case .nack(let requeue):
-            status = amqp_basic_nack(connection, key.number, deliveryTag, amqpBoolean(multiple), amqpBoolean(requeue))
-        case .reject(let requeue):
-            status = amqp_basic_reject(connection, key.number, deliveryTag, amqpBoolean(requeue))
+        if writesOwnFrames {
+            // Appended to the batch's frames, written by the caller (``perform(_:)``).
+            let frameMax = Int(frameMax)
+            switch kind {
+            case .ack:
+                var method = amqp_basic_ack_t(delivery_tag: deliveryTag, multiple: amqpBoolean(multiple))
+                status = outbound.appendMethod(AMQP_BASIC_ACK_METHOD, &method, channel: key.number, frameMax: frameMax)
+            case .nack(let requeue):
+                var method = amqp_basic_nack_t(
+                    delivery_tag: deliveryTag, multiple: amqpBoolean(multiple), requeue: amqpBoolean(requeue))
+                status = outbound.appendMethod(AMQP_BASIC_NACK_METHOD, &method, channel: key.number, frameMax: frameMax)
+            case .reject(let requeue):
+                var method = amqp_basic_reject_t(delivery_tag: deliveryTag, requeue: amqpBoolean(requeue))
+                status = outbound.appendMethod(AMQP_BASIC_REJECT_METHOD, &method, channel: key.number, frameMax: frameMax)
+            }
+            // Three integers always encode: a failure here is a broken invariant, not input.
+            precondition(status == AMQP_STATUS_OK.rawValue, "swift-rabbitmq: an acknowledgement did not encode (\(status))")
+        } else {
+            writes.willWrite()
+            switch kind {
+            case .ack:
+                status = amqp_basic_ack(connection, key.number, deliveryTag, amqpBoolean(multiple))
+            case .nack(let requeue):
+                status = amqp_basic_nack(connection, key.number, deliveryTag, amqpBoolean(multiple), amqpBoolean(requeue))
+            case .reject(let requeue):
+                status = amqp_basic_reject(connection, key.number, deliveryTag, amqpBoolean(requeue))
+            }
         }
         if status != AMQP_STATUS_OK.rawValue {
             tearDown(connectionLost(status: status, while: "acknowledging"))

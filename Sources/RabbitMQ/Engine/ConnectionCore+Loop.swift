@@ -13,6 +13,10 @@ extension ConnectionCore {
     /// for the socket, a job or the next tick; read every frame that is ready; check timers.
     /// What the jobs before it wrote, and what it writes itself, leaves before it can wait.
     func turn() {
+        // Every batch writes the frames it appended; a leftover would let librabbitmq's writes
+        // overtake it.
+        assert(outbound.isEmpty, "frames appended by the engine were left unwritten")
+        writeOutboundFrames()
         writes.flush()
         defer { writes.flush() }
         guard let connection else {

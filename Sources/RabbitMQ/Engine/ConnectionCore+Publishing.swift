@@ -26,17 +26,39 @@ extension ConnectionCore {
             case .acknowledge(let key, let generation, let deliveryTag, let multiple, let kind):
                 performAcknowledge(on: key, generation: generation, deliveryTag: deliveryTag, multiple: multiple, kind: kind)
             }
+            if outbound.count >= OutboundFrames.writeThreshold { writeOutboundFrames() }
         }
+        writeOutboundFrames()
         flushWritten()
         reportMessageCounts()
     }
 
-    /// Writes one message (method, content header and body frames) and settles it: a failure
-    /// now, a confirm later in confirm mode. Returns true when the caller should release its
-    /// room (written outside confirm mode).
+    /// Writes the frames the engine encoded itself (see ``OutboundFrames``); a failed write
+    /// loses the connection, and the publishes it carried are settled as the loss settles every
+    /// unconfirmed one.
+    func writeOutboundFrames() {
+        guard !outbound.isEmpty else { return }
+        guard let connection else {
+            outbound.removeAll()
+            return
+        }
+        writes.willWrite()
+        let status = outbound.write(to: amqp_get_sockfd(connection))
+        if status != AMQP_STATUS_OK.rawValue {
+            tearDown(connectionLost(status: status, while: "writing publishes and acknowledgements"))
+        }
+    }
+
+    /// Writes one message (method, content header and body frames), or appends it to the
+    /// engine's own frames (``OutboundFrames``) for the caller to write with the rest of its
+    /// batch, and settles it: a failure now, a confirm later in confirm mode. Returns true when
+    /// the caller should release its room (written outside confirm mode).
     @discardableResult
     func performPublish(_ publish: PublishCommand) -> Bool {
         let status = publish.key.status
+        let encodesItself = writesOwnFrames && publish.body.count <= OutboundFrames.largestCopiedBody
+        // When librabbitmq writes this one, what the engine holds must leave first.
+        if !encodesItself { writeOutboundFrames() }
         guard let connection, let record = channels[publish.key.number], record.id == publish.key.id, record.isUsable
         else {
             let reason = status.closeReason ?? closeReason ?? AMQPError(.channelClosed, "the channel is closed")
@@ -49,17 +71,33 @@ extension ConnectionCore {
             var properties = try publish.properties.cProperties(scratch)
             var exchange = publish.exchange
             var routingKey = publish.routingKey
-            writes.willWrite()
+            if !encodesItself { writes.willWrite() }
             // The names' own UTF-8 storage, borrowed for the call: no copies per message.
             result = exchange.withUTF8 { exchange in
                 routingKey.withUTF8 { routingKey in
                     publish.body.withUnsafeBytes { body in
-                        amqp_basic_publish(
-                            connection, publish.key.number, amqp_bytes_t(borrowing: exchange),
-                            amqp_bytes_t(borrowing: routingKey), amqpBoolean(publish.mandatory), 0, &properties,
-                            amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
+                        let exchange = amqp_bytes_t(borrowing: exchange)
+                        let routingKey = amqp_bytes_t(borrowing: routingKey)
+                        guard encodesItself else {
+                            return amqp_basic_publish(
+                                connection, publish.key.number, exchange, routingKey, amqpBoolean(publish.mandatory), 0,
+                                &properties,
+                                amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
+                        }
+                        var method = amqp_basic_publish_t(
+                            ticket: 0, exchange: exchange, routing_key: routingKey, mandatory: amqpBoolean(publish.mandatory),
+                            immediate: 0)
+                        return outbound.appendPublish(
+                            &method, properties: &properties, body: body, channel: publish.key.number,
+                            frameMax: Int(frameMax))
                     }
                 }
+            }
+            if encodesItself, result != AMQP_STATUS_OK.rawValue {
+                // Nothing of it was written: the caller's checks missed a limit of the encoding.
+                throw AMQPError(
+                    .invalidArgument, "the message cannot be encoded: \(String(cString: amqp_error_string2(result)))",
+                    libraryStatus: result)
             }
         } catch {
             // Validated by the caller already; kept so no path can drop a publish silently.
@@ -174,7 +212,9 @@ extension ConnectionCore {
     func sendHeldPublishes() {
         while blockedReason == nil, connection != nil, let publish = heldPublishes.popFirst() {
             if performPublish(publish) { publish.key.status.releasePublishes(1) }
+            if outbound.count >= OutboundFrames.writeThreshold { writeOutboundFrames() }
         }
+        writeOutboundFrames()
         reportMessageCounts()
     }
 

@@ -60,6 +60,9 @@ actor ConnectionCore {
         didSet {
             let socket = connection.map { amqp_get_sockfd($0) } ?? -1
             writes = WriteCoalescer(socket: socket)
+            // Frames appended for the old connection are for nobody now.
+            outbound.removeAll()
+            writesOwnFrames = false
             // A stuck write is bounded at two heartbeat intervals (at least 5 s); without
             // heartbeats nothing bounds it.
             let heartbeat = connection.map { Int(amqp_get_heartbeat($0)) } ?? 0
@@ -68,6 +71,12 @@ actor ConnectionCore {
     }
     /// Packs the frames written between two waits into as few segments as possible.
     var writes = WriteCoalescer()
+    /// Publishes and acknowledgements the engine encodes itself and writes once per batch of
+    /// commands (see ``OutboundFrames``); empty whenever librabbitmq may write.
+    let outbound = OutboundFrames()
+    /// Whether the engine writes the current connection's publishes and acknowledgements itself:
+    /// on plain TCP (over TLS only librabbitmq can write to the socket).
+    var writesOwnFrames = false
     var channels: [UInt16: ChannelRecord] = [:]
     var nextChannelID: UInt64 = 1
     var channelMax: UInt16 = 0
@@ -192,6 +201,8 @@ actor ConnectionCore {
         let negotiatedChannelMax = amqp_get_channel_max(connection)
         channelMax = negotiatedChannelMax == 0 ? .max : UInt16(clamping: negotiatedChannelMax)
         frameMax = UInt32(clamping: amqp_get_frame_max(connection))
+        // 4096 is the protocol's smallest frame_max; below it (or 0, no limit) leave it to librabbitmq.
+        writesOwnFrames = configuration.tls == nil && frameMax >= 4096
         let negotiatedHeartbeat = amqp_get_heartbeat(connection)
         heartbeat = .seconds(negotiatedHeartbeat)
         ticks = LoopTicks(heartbeat: heartbeat)
