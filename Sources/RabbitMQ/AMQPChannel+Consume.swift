@@ -124,7 +124,7 @@ extension AMQPChannel {
 }
 
 extension AMQPDelivery {
-    init(_ content: DeliveryContent, channel: AMQPChannel, autoAck: Bool) {
+    init(_ content: consuming DeliveryContent, channel: AMQPChannel, autoAck: Bool) {
         self.body = content.body
         self.properties = content.properties
         self.deliveryTag = content.deliveryTag

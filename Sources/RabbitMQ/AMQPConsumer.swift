@@ -115,7 +115,10 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
                 position = 0
             }
             defer { position += 1 }
-            return AMQPDelivery(batch[position], channel: channel, autoAck: autoAck)
+            // Moved out of the batch rather than copied: no retain and release of every field.
+            var content = DeliveryContent()
+            swap(&content, &batch[position])
+            return AMQPDelivery(content, channel: channel, autoAck: autoAck)
         }
 
         deinit {

@@ -58,7 +58,7 @@ final class ChannelRecord {
         }
 
         /// Adds a delivery to this turn's batch.
-        func append(_ delivery: DeliveryContent) {
+        func append(_ delivery: consuming DeliveryContent) {
             // Room for about as many as last time, so the batch is not regrown delivery by delivery.
             if batch.isEmpty { batch.reserveCapacity(lastBatchCount) }
             batch.append(delivery)

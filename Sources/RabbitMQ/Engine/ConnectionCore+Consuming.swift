@@ -82,7 +82,7 @@ extension ConnectionCore {
     }
 
     /// Hands a complete delivery to its consumer.
-    func deliver(_ content: DeliveryContent, on record: ChannelRecord) {
+    func deliver(_ content: consuming DeliveryContent, on record: ChannelRecord) {
         let tag = content.consumerTag ?? ""
         guard let consumer = record.consumers[tag] else {
             // Cannot happen with a well-behaved broker (deliveries stop at cancel-ok); if it

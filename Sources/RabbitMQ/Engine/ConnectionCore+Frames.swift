@@ -246,7 +246,10 @@ extension ConnectionCore {
                 waiting.continuation.resume(returning: .getOk(incoming.content))
             }
         case .deliver:
-            deliver(incoming.content, on: record)
+            // Moved out (the incoming record is done with): no retain and release of every field.
+            var content = DeliveryContent()
+            swap(&content, &incoming.content)
+            deliver(content, on: record)
         case .return(let replyCode, let replyText):
             returned(incoming.content, replyCode: replyCode, replyText: replyText, on: record)
         }
