@@ -254,11 +254,14 @@ enum Benchmark {
         }
         let start = ContinuousClock.now
         let watch = Stopwatch()
-        let pacer = Pacer(count: count, rate: options.rate)
+        // Message i is due at start + i / rate. The publisher sleeps on its connection's own
+        // thread (AMQPConnection.sleep), whose event loop waits until the next message is due,
+        // as the C client's poll timeout does: one wake-up per message.
+        let rate = options.rate
         try await withTaskExecutorPreference(connection.taskExecutor) {
             var body = [UInt8](repeating: 0, count: max(options.size, 8))
-            for _ in 0..<count {
-                await pacer.next()
+            for index in 0..<count {
+                try await connection.sleep(until: start + .nanoseconds(Int64(Double(index) / rate * 1e9)))
                 let now = monotonicNanoseconds()
                 for byte in 0..<8 { body[byte] = UInt8(truncatingIfNeeded: now >> (8 * UInt64(byte))) }
                 try await publisher.publish(body, routingKey: queue, properties: .init(deliveryMode: .transient))

@@ -71,6 +71,40 @@ public final class AMQPConnection: Sendable {
     /// serves no other channel. Heavy handlers belong on the default executor.
     public var taskExecutor: any TaskExecutor { core.taskExecutor }
 
+    /// Suspends the calling task until `deadline`, woken by the connection's own thread: its
+    /// event loop waits no longer than the earliest sleep, then resumes the sleepers.
+    ///
+    /// For a task on ``taskExecutor`` this is a timer without a thread of its own: a publisher
+    /// that paces itself wakes once per message, on the connection's thread, where
+    /// `Task.sleep` wakes libdispatch's timer thread and then the connection's.
+    ///
+    /// ```swift
+    /// try await withTaskExecutorPreference(connection.taskExecutor) {
+    ///     var due = ContinuousClock.now
+    ///     for reading in readings {
+    ///         try await connection.sleep(until: due)
+    ///         try await channel.publish(reading, routingKey: "sensor.readings")
+    ///         due += .milliseconds(10)
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// The resolution is the event loop's: a millisecond (a sleep never ends early). A deadline
+    /// that has passed returns at the loop's next turn.
+    ///
+    /// It works in every state of the connection, closed or recovering included: the thread
+    /// lives as long as the connection value.
+    ///
+    /// - Throws: `CancellationError` as soon as the task is cancelled.
+    public func sleep(until deadline: ContinuousClock.Instant) async throws {
+        try await core.executor.sleep(until: deadline)
+    }
+
+    /// Suspends the calling task for `duration`; see ``sleep(until:)``.
+    public func sleep(for duration: Duration) async throws {
+        try await core.executor.sleep(until: .now + duration)
+    }
+
     /// Opens a connection: TCP (or TLS) connect, AMQP handshake and login, all within
     /// ``Configuration/connectionTimeout``.
     ///

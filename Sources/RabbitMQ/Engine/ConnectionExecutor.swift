@@ -47,6 +47,8 @@ final class ConnectionExecutor: SerialExecutor {
         var ownerExited = false
         var drainerRunning = false
         var owner: pthread_t?
+        /// Tasks sleeping on the loop's own timeout (``sleep(until:)``).
+        var timers = LoopTimers<CheckedContinuation<Void, any Error>>()
     }
 
     private let state = Locked(State())
@@ -174,21 +176,27 @@ final class ConnectionExecutor: SerialExecutor {
         state.withLock { (!$0.jobs.isEmpty, $0.stopRequested) }
     }
 
-    /// Waits until `socket` (if any, `-1` for none) is readable, a job arrives, or `timeout`
-    /// (milliseconds, `-1` = forever) passes. Returns the socket's `revents`.
+    /// Waits until `socket` (if any, `-1` for none) is readable, a job arrives, a sleeping task
+    /// is due, or `timeout` (milliseconds, `-1` = forever) passes. Returns the socket's `revents`.
     func wait(socket: Int32, timeoutMilliseconds: Int32) -> Int16 {
-        let mayBlock = state.withLock { state in
-            guard state.jobs.isEmpty, !state.stopRequested else { return false }
+        let (mayBlock, earliestTimer) = state.withLock { state in
+            guard state.jobs.isEmpty, !state.stopRequested else { return (false, state.timers.earliest) }
             state.sleeping = true
-            return true
+            return (true, state.timers.earliest)
+        }
+        var timeout = mayBlock ? timeoutMilliseconds : 0
+        if let earliestTimer {
+            let untilTimer = pollTimeout(until: earliestTimer)
+            if timeout < 0 || untilTimer < timeout { timeout = untilTimer }
         }
         var fds = [
             pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0),
             pollfd(fd: socket, events: Int16(POLLIN), revents: 0),
         ]
         let count: nfds_t = socket >= 0 ? 2 : 1
-        let result = poll(&fds, count, mayBlock ? timeoutMilliseconds : 0)
+        let result = poll(&fds, count, timeout)
         if mayBlock { state.withLock { $0.sleeping = false } }
+        if earliestTimer != nil { wakeDueSleepers() }
         guard result > 0 else { return 0 }
         if fds[0].revents != 0 { drainWakeups() }
         return socket >= 0 ? fds[1].revents : 0
@@ -206,15 +214,61 @@ final class ConnectionExecutor: SerialExecutor {
 
     /// Called by the owner thread as it exits. Jobs that arrive later (a task still holding the
     /// connection's actor) run on a short-lived drainer thread, which finds the connection closed.
+    /// Sleeping tasks wake with ``AMQPError/Code/connectionClosed``: nothing would wake them.
     func ownerDidExit() {
-        let hasJobs = state.withLock { state in
+        let (hasJobs, sleepers) = state.withLock { state in
             state.ownerExited = true
             state.owner = nil
-            guard !state.jobs.isEmpty, !state.drainerRunning else { return false }
+            let sleepers = state.timers.takeAll()
+            guard !state.jobs.isEmpty, !state.drainerRunning else { return (false, sleepers) }
             state.drainerRunning = true
-            return true
+            return (true, sleepers)
         }
+        for sleeper in sleepers { sleeper.resume(throwing: Self.closedWhileSleeping) }
         if hasJobs { startDrainer() }
+    }
+
+    // MARK: Sleeping on the loop
+
+    private static let closedWhileSleeping = AMQPError(.connectionClosed, "the connection is closed")
+
+    /// Suspends the calling task until `deadline`; the connection's thread wakes it when its
+    /// event loop's wait ends (see ``AMQPConnection/sleep(until:)``).
+    func sleep(until deadline: ContinuousClock.Instant) async throws {
+        try Task.checkCancellation()
+        let id = Locked(0)
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                enum Decision { case slept, wakeLoop, closed, cancelled }
+                let decision: Decision = state.withLock { state in
+                    if state.ownerExited { return .closed }
+                    // Checked under the lock: a cancellation after this finds the timer.
+                    if Task.isCancelled { return .cancelled }
+                    let (timer, isEarliest) = state.timers.add(continuation, deadline: deadline)
+                    id.withLock { $0 = timer }
+                    guard isEarliest, state.sleeping else { return .slept }
+                    // The loop waits for a later moment: wake it to wait again, shorter.
+                    state.sleeping = false
+                    return .wakeLoop
+                }
+                switch decision {
+                case .slept: break
+                case .wakeLoop: wake()
+                case .closed: continuation.resume(throwing: Self.closedWhileSleeping)
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                }
+            }
+        } onCancel: {
+            let sleeper = state.withLock { state in state.timers.remove(id: id.withLock { $0 }) }
+            sleeper?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Resumes the tasks whose sleep is over; they run in the next batch of jobs.
+    private func wakeDueSleepers() {
+        let now = ContinuousClock.now
+        let due = state.withLock { $0.timers.takeDue(at: now) }
+        for sleeper in due { sleeper.resume() }
     }
 
     /// What a drainer does with commands that arrive after the connection is gone: fail them.
