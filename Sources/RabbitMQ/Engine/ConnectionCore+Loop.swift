@@ -65,15 +65,16 @@ extension ConnectionCore {
     }
 
     /// Reads and dispatches frames until librabbitmq has none left (`AMQP_STATUS_TIMEOUT` with a
-    /// zero timeout means the kernel had nothing more) or `limit` were handled. Reading is also
-    /// what makes librabbitmq send heartbeats and notice missed ones.
+    /// zero timeout means the kernel had nothing more; on plain TCP, an empty librabbitmq buffer
+    /// after a frame ends it too) or `limit` were handled. Reading is also what makes librabbitmq
+    /// send heartbeats and notice missed ones.
     func readFrames(limit: Int) {
         var frame = amqp_frame_t()
         var noWait = timeval(tv_sec: 0, tv_usec: 0)
         // The clock is read once per batch of frames, not per frame.
         var framesRead = false
         defer { if framesRead { lastInbound = clock.now } }
-        for _ in 0..<limit {
+        for count in 1...max(limit, 1) {
             guard let connection else { return }
             let status = amqp_simple_wait_frame_noblock(connection, &frame, &noWait)
             if status == AMQP_STATUS_TIMEOUT.rawValue { return }
@@ -83,8 +84,22 @@ extension ConnectionCore {
             }
             framesRead = true
             handle(frame)
+            // A few frames, and librabbitmq holds nothing more: the peer sends slowly, and asking
+            // again would cost a failing `recv` and a `poll` of librabbitmq's own; the loop's
+            // wait tells when the socket has more. (After many frames more are likely there
+            // already: go on.) Plain TCP only: over TLS, OpenSSL may hold decrypted bytes the
+            // socket's readiness does not show.
+            if count < Self.framesOfASlowRead, configuration.tls == nil, let connection = self.connection,
+                amqp_frames_enqueued(connection) == 0, amqp_data_in_buffer(connection) == 0
+            {
+                return
+            }
         }
     }
+
+    /// Fewer frames than this in one read, and the read ends with librabbitmq's buffer (see
+    /// ``readFrames(limit:)``).
+    static let framesOfASlowRead = 32
 
     /// Whether anything waits with a deadline that ``checkTimers(now:)`` enforces.
     var hasTimedWork: Bool {

@@ -11,6 +11,10 @@ enum ConnectionLoop {
             while true {
                 executor.markProgress()
                 executor.runQueuedJobs(taskExecutor: taskExecutor, perform: perform)
+                // What those jobs handed over (a task's publish or acknowledgement, the task
+                // resumed by a confirm) runs now rather than after a turn's poll: once, so the
+                // loop still reads between two batches of a task that never waits.
+                if executor.pending.jobs { executor.runQueuedJobs(taskExecutor: taskExecutor, perform: perform) }
                 let pending = executor.pending
                 if pending.stopRequested && !pending.jobs { break }
                 core.assumeIsolated { $0.turn() }
