@@ -10,6 +10,18 @@ import Glibc
 import Darwin
 #endif
 
+/// A connected pair of stream sockets, closed on exec (tests here start other processes).
+private func socketPair() throws -> [Int32] {
+    var fds: [Int32] = [-1, -1]
+    #if os(Linux)
+    let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+    #else
+    let type = SOCK_STREAM
+    #endif
+    try #require(socketpair(AF_UNIX, type, 0, &fds) == 0)
+    return fds
+}
+
 /// The engine's own frame encoding against librabbitmq's: for every publish and
 /// acknowledgement, the bytes ``OutboundFrames`` appends must be exactly the bytes librabbitmq
 /// writes to its socket for the same call.
@@ -22,13 +34,7 @@ struct OutboundFramesTests {
         let readEnd: Int32
 
         init(frameMax: Int32) throws {
-            var fds: [Int32] = [-1, -1]
-            #if os(Linux)
-            let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-            #else
-            let type = SOCK_STREAM
-            #endif
-            try #require(socketpair(AF_UNIX, type, 0, &fds) == 0)
+            let fds = try socketPair()
             var size: Int32 = 1 << 20
             setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
             setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -187,14 +193,8 @@ struct OutboundFramesTests {
     }
 
     @Test func writingSendsEveryByteAndEmptiesTheBuffer() async throws {
-        var fds: [Int32] = [-1, -1]
-        #if os(Linux)
-        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-        #else
-        let type = SOCK_STREAM
-        #endif
-        try #require(socketpair(AF_UNIX, type, 0, &fds) == 0)
-        defer { fds.filter { $0 >= 0 }.forEach { close($0) } }
+        let fds = try socketPair()
+        defer { fds.forEach { close($0) } }
         #if canImport(Darwin)
         var one: Int32 = 1
         setsockopt(fds[0], SOL_SOCKET, SO_NOSIGPIPE, &one, socklen_t(MemoryLayout<Int32>.size))
