@@ -146,7 +146,8 @@ extension ConnectionCore {
 
     /// Sends an acknowledgement the caller already checked against the channel's outstanding
     /// tags, or appends it to the engine's own frames (``OutboundFrames``), which
-    /// ``perform(_:)`` writes at the end of the batch. If the channel closed since, it is dropped: the broker redelivers the message.
+    /// ``perform(_:)`` writes at the end of the batch. If the channel closed since, it is
+    /// dropped: the broker redelivers the message.
     /// An acknowledgement of an earlier generation (checked by the caller just before a
     /// recovery) is dropped too: its tag would acknowledge another message now.
     func performAcknowledge(

@@ -74,7 +74,7 @@ extension ConnectionCore {
         // The clock is read once per batch of frames, not per frame.
         var framesRead = false
         defer { if framesRead { lastInbound = clock.now } }
-        for count in 1...max(limit, 1) {
+        for count in stride(from: 1, through: limit, by: 1) {
             guard let connection else { return }
             let status = amqp_simple_wait_frame_noblock(connection, &frame, &noWait)
             if status == AMQP_STATUS_TIMEOUT.rawValue { return }
