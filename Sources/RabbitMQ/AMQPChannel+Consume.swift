@@ -122,19 +122,3 @@ extension AMQPChannel {
             .acknowledge(key: key, generation: generation, deliveryTag: deliveryTag, multiple: false, kind: kind))
     }
 }
-
-extension AMQPDelivery {
-    init(_ content: consuming DeliveryContent, channel: AMQPChannel, autoAck: Bool) {
-        self.body = content.body
-        self.properties = content.properties
-        self.deliveryTag = content.deliveryTag
-        self.redelivered = content.redelivered
-        self.exchange = content.exchange
-        self.routingKey = content.routingKey
-        self.consumerTag = content.consumerTag
-        self.messageCount = content.messageCount
-        self.channel = channel
-        self.isAutoAcknowledged = autoAck
-        self.generation = content.generation
-    }
-}

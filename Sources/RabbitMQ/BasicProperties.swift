@@ -9,6 +9,9 @@
 /// Received properties hold exactly what arrived: republished as they are, they go out byte for
 /// byte as they came. A text property whose bytes are not valid UTF-8 reads with U+FFFD in place
 /// of the invalid sequences and keeps its bytes (``bytes(of:)``) until you set it.
+///
+/// A value is one reference to shared storage, copied on the first change (like `Array`): a
+/// delivery's properties travel from the socket to the application without copying their fields.
 public struct BasicProperties: Sendable, Hashable {
     /// Whether the broker writes a message to disk (on a durable queue).
     public enum DeliveryMode: UInt8, Sendable, Hashable {
@@ -53,7 +56,10 @@ public struct BasicProperties: Sendable, Hashable {
         set { exactContentEncoding = newValue.map(ExactText.init) }
     }
     /// Application headers.
-    public var headers: FieldTable?
+    public var headers: FieldTable? {
+        get { storage.fields.headers }
+        set { update { $0.headers = newValue } }
+    }
     /// Transient or persistent. The wire carries any octet; a value other than 1 or 2 (from a
     /// peer other than RabbitMQ, which refuses them) arrives as `nil` here and is kept in
     /// ``deliveryModeValue``; publishing it fails with ``AMQPError/Code/invalidArgument``.
@@ -62,9 +68,15 @@ public struct BasicProperties: Sendable, Hashable {
         set { deliveryModeValue = newValue?.rawValue }
     }
     /// The delivery-mode octet exactly as it travels.
-    public var deliveryModeValue: UInt8?
+    public var deliveryModeValue: UInt8? {
+        get { storage.fields.deliveryModeValue }
+        set { update { $0.deliveryModeValue = newValue } }
+    }
     /// Priority, 0 to 255 (queues honour it up to their `x-max-priority`).
-    public var priority: UInt8?
+    public var priority: UInt8? {
+        get { storage.fields.priority }
+        set { update { $0.priority = newValue } }
+    }
     /// Correlates a reply with its request.
     public var correlationID: String? {
         get { exactCorrelationID?.string }
@@ -87,7 +99,10 @@ public struct BasicProperties: Sendable, Hashable {
     }
     /// When the message was created, in whole seconds (``AMQPTimestamp``; its `date` is the
     /// Foundation view).
-    public var timestamp: AMQPTimestamp?
+    public var timestamp: AMQPTimestamp? {
+        get { storage.fields.timestamp }
+        set { update { $0.timestamp = newValue } }
+    }
     /// Application message type name.
     public var type: String? {
         get { exactType?.string }
@@ -110,16 +125,105 @@ public struct BasicProperties: Sendable, Hashable {
     }
 
     // The text properties as they travel: a received value that is not valid UTF-8 keeps its bytes.
-    var exactContentType: ExactText?
-    var exactContentEncoding: ExactText?
-    var exactCorrelationID: ExactText?
-    var exactReplyTo: ExactText?
-    var exactExpiration: ExactText?
-    var exactMessageID: ExactText?
-    var exactType: ExactText?
-    var exactUserID: ExactText?
-    var exactAppID: ExactText?
-    var exactClusterID: ExactText?
+    var exactContentType: ExactText? {
+        get { storage.fields.exactContentType }
+        set { update { $0.exactContentType = newValue } }
+    }
+    var exactContentEncoding: ExactText? {
+        get { storage.fields.exactContentEncoding }
+        set { update { $0.exactContentEncoding = newValue } }
+    }
+    var exactCorrelationID: ExactText? {
+        get { storage.fields.exactCorrelationID }
+        set { update { $0.exactCorrelationID = newValue } }
+    }
+    var exactReplyTo: ExactText? {
+        get { storage.fields.exactReplyTo }
+        set { update { $0.exactReplyTo = newValue } }
+    }
+    var exactExpiration: ExactText? {
+        get { storage.fields.exactExpiration }
+        set { update { $0.exactExpiration = newValue } }
+    }
+    var exactMessageID: ExactText? {
+        get { storage.fields.exactMessageID }
+        set { update { $0.exactMessageID = newValue } }
+    }
+    var exactType: ExactText? {
+        get { storage.fields.exactType }
+        set { update { $0.exactType = newValue } }
+    }
+    var exactUserID: ExactText? {
+        get { storage.fields.exactUserID }
+        set { update { $0.exactUserID = newValue } }
+    }
+    var exactAppID: ExactText? {
+        get { storage.fields.exactAppID }
+        set { update { $0.exactAppID = newValue } }
+    }
+    var exactClusterID: ExactText? {
+        get { storage.fields.exactClusterID }
+        set { update { $0.exactClusterID = newValue } }
+    }
+
+    /// Every field, as stored.
+    struct Fields: Hashable {
+        var exactContentType: ExactText?
+        var exactContentEncoding: ExactText?
+        var headers: FieldTable?
+        var deliveryModeValue: UInt8?
+        var priority: UInt8?
+        var exactCorrelationID: ExactText?
+        var exactReplyTo: ExactText?
+        var exactExpiration: ExactText?
+        var exactMessageID: ExactText?
+        var timestamp: AMQPTimestamp?
+        var exactType: ExactText?
+        var exactUserID: ExactText?
+        var exactAppID: ExactText?
+        var exactClusterID: ExactText?
+    }
+
+    /// The fields, shared by copies of a value until one of them changes.
+    ///
+    /// `@unchecked Sendable`, proved by copy-on-write: `update(_:)` mutates a storage only when
+    /// exactly one value references it (and copies it first otherwise), so a shared storage is
+    /// never written, and an unshared one is reached only through its one value, which Swift's
+    /// exclusivity rules give to one task at a time.
+    final class Storage: @unchecked Sendable {
+        var fields: Fields
+
+        init(_ fields: Fields) {
+            self.fields = fields
+        }
+    }
+
+    private var storage: Storage
+
+    /// No property set: one storage for every such value, so empty properties allocate nothing.
+    private static let emptyStorage = Storage(Fields())
+
+    init(fields: Fields) {
+        storage = Storage(fields)
+    }
+
+    private init(storage: Storage) {
+        self.storage = storage
+    }
+
+    /// Changes the fields, copying them first if another value shares them.
+    private mutating func update(_ change: (inout Fields) -> Void) {
+        if !isKnownUniquelyReferenced(&storage) { storage = Storage(storage.fields) }
+        change(&storage.fields)
+    }
+
+    public static func == (lhs: BasicProperties, rhs: BasicProperties) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.fields == rhs.storage.fields
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(storage.fields)
+    }
 
     /// Creates properties; leave out what you do not need.
     public init(
@@ -129,33 +233,38 @@ public struct BasicProperties: Sendable, Hashable {
         timestamp: AMQPTimestamp? = nil, type: String? = nil, userID: String? = nil, appID: String? = nil,
         clusterID: String? = nil
     ) {
-        exactContentType = contentType.map(ExactText.init)
-        exactContentEncoding = contentEncoding.map(ExactText.init)
-        self.headers = headers
-        deliveryModeValue = deliveryMode?.rawValue
-        self.priority = priority
-        exactCorrelationID = correlationID.map(ExactText.init)
-        exactReplyTo = replyTo.map(ExactText.init)
-        exactExpiration = expiration.map(ExactText.init)
-        exactMessageID = messageID.map(ExactText.init)
-        self.timestamp = timestamp
-        exactType = type.map(ExactText.init)
-        exactUserID = userID.map(ExactText.init)
-        exactAppID = appID.map(ExactText.init)
-        exactClusterID = clusterID.map(ExactText.init)
+        // Checked argument by argument rather than by comparing `Fields`: this runs for every
+        // empty value, e.g. each delivery's placeholder on its way through the engine.
+        guard
+            contentType != nil || contentEncoding != nil || headers != nil || deliveryMode != nil || priority != nil
+                || correlationID != nil || replyTo != nil || expiration != nil || messageID != nil || timestamp != nil
+                || type != nil || userID != nil || appID != nil || clusterID != nil
+        else {
+            self.init(storage: Self.emptyStorage)
+            return
+        }
+        self.init(
+            fields: Fields(
+                exactContentType: contentType.map(ExactText.init),
+                exactContentEncoding: contentEncoding.map(ExactText.init), headers: headers,
+                deliveryModeValue: deliveryMode?.rawValue, priority: priority,
+                exactCorrelationID: correlationID.map(ExactText.init), exactReplyTo: replyTo.map(ExactText.init),
+                exactExpiration: expiration.map(ExactText.init), exactMessageID: messageID.map(ExactText.init),
+                timestamp: timestamp, exactType: type.map(ExactText.init), exactUserID: userID.map(ExactText.init),
+                exactAppID: appID.map(ExactText.init), exactClusterID: clusterID.map(ExactText.init)))
     }
 
     /// The exact bytes of a text property, or `nil` when it is not set.
     public func bytes(of property: TextProperty) -> [UInt8]? {
-        self[keyPath: Self.storage(of: property)]?.bytes
+        storage.fields[keyPath: Self.field(of: property)]?.bytes
     }
 
     /// Sets a text property to exactly `bytes` (valid UTF-8 or not; at most 255), or removes it.
     public mutating func setBytes(_ bytes: [UInt8]?, of property: TextProperty) {
-        self[keyPath: Self.storage(of: property)] = bytes.map { ExactText(bytes: $0) }
+        update { $0[keyPath: Self.field(of: property)] = bytes.map { ExactText(bytes: $0) } }
     }
 
-    private static func storage(of property: TextProperty) -> WritableKeyPath<BasicProperties, ExactText?> {
+    private static func field(of property: TextProperty) -> WritableKeyPath<Fields, ExactText?> {
         switch property {
         case .contentType: \.exactContentType
         case .contentEncoding: \.exactContentEncoding

@@ -44,25 +44,31 @@ extension BasicProperties {
     /// ``AMQPError/Code/protocolError`` for headers nested deeper than
     /// ``FieldTable/maximumDepth``, which nothing here could hold without changing them.
     init(copying c: amqp_basic_properties_t) throws {
-        self.init()
         let flags = c._flags
+        guard flags != 0 else {
+            self.init()
+            return
+        }
         func text(_ flag: Int32, _ bytes: amqp_bytes_t) -> ExactText? {
             flags & UInt32(flag) != 0 ? ExactText(bytes: UnsafeRawBufferPointer(bytes)) : nil
         }
-        exactContentType = text(AMQP_BASIC_CONTENT_TYPE_FLAG, c.content_type)
-        exactContentEncoding = text(AMQP_BASIC_CONTENT_ENCODING_FLAG, c.content_encoding)
-        exactCorrelationID = text(AMQP_BASIC_CORRELATION_ID_FLAG, c.correlation_id)
-        exactReplyTo = text(AMQP_BASIC_REPLY_TO_FLAG, c.reply_to)
-        exactExpiration = text(AMQP_BASIC_EXPIRATION_FLAG, c.expiration)
-        exactMessageID = text(AMQP_BASIC_MESSAGE_ID_FLAG, c.message_id)
-        exactType = text(AMQP_BASIC_TYPE_FLAG, c.type)
-        exactUserID = text(AMQP_BASIC_USER_ID_FLAG, c.user_id)
-        exactAppID = text(AMQP_BASIC_APP_ID_FLAG, c.app_id)
-        exactClusterID = text(AMQP_BASIC_CLUSTER_ID_FLAG, c.cluster_id)
-        if flags & UInt32(AMQP_BASIC_HEADERS_FLAG) != 0 { headers = try FieldTable(copying: c.headers) }
-        if flags & UInt32(AMQP_BASIC_DELIVERY_MODE_FLAG) != 0 { deliveryModeValue = c.delivery_mode }
-        if flags & UInt32(AMQP_BASIC_PRIORITY_FLAG) != 0 { priority = c.priority }
-        if flags & UInt32(AMQP_BASIC_TIMESTAMP_FLAG) != 0 { timestamp = AMQPTimestamp(rawValue: c.timestamp) }
+        func has(_ flag: Int32) -> Bool { flags & UInt32(flag) != 0 }
+        self.init(
+            fields: Fields(
+                exactContentType: text(AMQP_BASIC_CONTENT_TYPE_FLAG, c.content_type),
+                exactContentEncoding: text(AMQP_BASIC_CONTENT_ENCODING_FLAG, c.content_encoding),
+                headers: has(AMQP_BASIC_HEADERS_FLAG) ? try FieldTable(copying: c.headers) : nil,
+                deliveryModeValue: has(AMQP_BASIC_DELIVERY_MODE_FLAG) ? c.delivery_mode : nil,
+                priority: has(AMQP_BASIC_PRIORITY_FLAG) ? c.priority : nil,
+                exactCorrelationID: text(AMQP_BASIC_CORRELATION_ID_FLAG, c.correlation_id),
+                exactReplyTo: text(AMQP_BASIC_REPLY_TO_FLAG, c.reply_to),
+                exactExpiration: text(AMQP_BASIC_EXPIRATION_FLAG, c.expiration),
+                exactMessageID: text(AMQP_BASIC_MESSAGE_ID_FLAG, c.message_id),
+                timestamp: has(AMQP_BASIC_TIMESTAMP_FLAG) ? AMQPTimestamp(rawValue: c.timestamp) : nil,
+                exactType: text(AMQP_BASIC_TYPE_FLAG, c.type),
+                exactUserID: text(AMQP_BASIC_USER_ID_FLAG, c.user_id),
+                exactAppID: text(AMQP_BASIC_APP_ID_FLAG, c.app_id),
+                exactClusterID: text(AMQP_BASIC_CLUSTER_ID_FLAG, c.cluster_id)))
     }
 
     /// Rejects what librabbitmq would notice only after the publish's method frame is on the

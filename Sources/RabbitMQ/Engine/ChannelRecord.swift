@@ -97,6 +97,8 @@ final class ChannelRecord {
     var hasUnflushedDeliveries = false
     /// Strings deliveries repeat, reused rather than allocated per message.
     var recentStrings = RecentStrings()
+    /// The properties of the last content header, for the next one with the same bytes.
+    var recentProperties = RecentProperties()
     /// Publisher confirms, from `confirm.select` on.
     var confirms: ConfirmTracker?
     /// The last `basic.qos` for each scope (per consumer, and `global` for the channel).

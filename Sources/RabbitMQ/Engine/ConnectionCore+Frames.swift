@@ -209,8 +209,9 @@ extension ConnectionCore {
             }
             incoming.headerReceived = true
             do {
-                incoming.content.properties = try BasicProperties(
-                    copying: header.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
+                incoming.content.properties = try record.recentProperties.properties(
+                    encoded: header.raw,
+                    decoded: header.decoded.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee)
             } catch {
                 incoming.unreadable = error as? AMQPError
             }
