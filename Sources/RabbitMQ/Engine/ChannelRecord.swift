@@ -40,8 +40,10 @@ final class ChannelRecord {
         var lastStreamOffset: Int64?
         /// `basic.cancel` sent: deliveries still in flight are handed back to the broker.
         var cancelling = false
-        /// Deliveries of this turn, not yet handed over.
-        private(set) var batch: [DeliveryContent] = []
+        /// Deliveries of this turn, not yet handed over. Unchecked exclusivity: a consumer record
+        /// lives on the connection's thread, and only ``append(_:)`` and ``flush()`` (which call
+        /// nothing that reaches the batch while they hold it) touch it, once per delivery.
+        @exclusivity(unchecked) private(set) var batch: [DeliveryContent] = []
         /// The size of the last batch handed over: the next one reserves about as much room.
         private var lastBatchCount = 1
 
@@ -92,7 +94,20 @@ final class ChannelRecord {
     /// A message whose content header and body frames are still arriving.
     var incoming: IncomingContent?
     /// Consumers by tag.
-    var consumers: [String: Consumer] = [:]
+    var consumers: [String: Consumer] = [:] {
+        didSet { lastConsumer = nil }
+    }
+    /// The consumer the last delivery went to, with its tag as that delivery carried it: the
+    /// next delivery for it skips hashing the tag.
+    private var lastConsumer: (tag: String, consumer: Consumer)?
+
+    /// The consumer with `tag`, if it is still registered.
+    func consumer(tag: String) -> Consumer? {
+        if let lastConsumer, lastConsumer.tag == tag { return lastConsumer.consumer }
+        guard let consumer = consumers[tag] else { return nil }
+        lastConsumer = (tag, consumer)
+        return consumer
+    }
     /// Whether some consumer holds deliveries not yet handed over.
     var hasUnflushedDeliveries = false
     /// Strings deliveries repeat, reused rather than allocated per message.
@@ -209,10 +224,14 @@ final class IncomingContent {
     }
 
     let origin: Origin
+    // Unchecked exclusivity (these fields are written for every frame of every message): an
+    // incoming message belongs to its channel record on the connection's thread, and only the
+    // frame handlers touch it, each access a plain statement that calls nothing which could
+    // reach the same field, so no two accesses can overlap.
     /// Body and properties are filled in as the header and body frames arrive.
-    var content: DeliveryContent
-    var headerReceived = false
-    var bodySize = 0
+    @exclusivity(unchecked) var content: DeliveryContent
+    @exclusivity(unchecked) var headerReceived = false
+    @exclusivity(unchecked) var bodySize = 0
     /// Why the properties could not be copied (headers nested too deep); the message is then
     /// rejected once complete instead of handed over.
     var unreadable: AMQPError?

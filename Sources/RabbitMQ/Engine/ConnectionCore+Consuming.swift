@@ -84,7 +84,7 @@ extension ConnectionCore {
     /// Hands a complete delivery to its consumer.
     func deliver(_ content: consuming DeliveryContent, on record: ChannelRecord) {
         let tag = content.consumerTag ?? ""
-        guard let consumer = record.consumers[tag] else {
+        guard let consumer = record.consumer(tag: tag) else {
             // Cannot happen with a well-behaved broker (deliveries stop at cancel-ok); if it
             // does, the channel's close will requeue it.
             logger.debug("delivery for an unknown consumer", metadata: ["amqp.consumer": "\(tag)"])

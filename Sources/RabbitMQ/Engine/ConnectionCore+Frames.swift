@@ -45,7 +45,7 @@ extension ConnectionCore {
     }
 
     func handleChannelMethod(_ method: amqp_method_t, channel number: UInt16) {
-        guard let record = channels[number] else {
+        guard let record = channel(number) else {
             protocolViolation("the broker sent \(method.id.methodName) on channel \(number), which is not open")
             return
         }
@@ -191,7 +191,7 @@ extension ConnectionCore {
 
     /// A content header or body frame: the next part of the message the channel is receiving.
     func handleContent(_ frame: amqp_frame_t) {
-        guard let record = channels[frame.channel] else {
+        guard let record = channel(frame.channel) else {
             protocolViolation("the broker sent content on channel \(frame.channel), which is not open")
             return
         }

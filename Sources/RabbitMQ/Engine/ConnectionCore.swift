@@ -77,7 +77,19 @@ actor ConnectionCore {
     /// Whether the engine writes the current connection's publishes and acknowledgements itself:
     /// on plain TCP (over TLS only librabbitmq can write to the socket).
     var writesOwnFrames = false
-    var channels: [UInt16: ChannelRecord] = [:]
+    var channels: [UInt16: ChannelRecord] = [:] {
+        didSet { lastChannel = nil }
+    }
+    /// The channel of the last frame read: a message's frames (and a consumer's messages) come
+    /// one after another on one channel, so the next frame usually needs no dictionary lookup.
+    private var lastChannel: ChannelRecord?
+
+    /// The open (or closing) channel with `number`.
+    func channel(_ number: UInt16) -> ChannelRecord? {
+        if let lastChannel, lastChannel.number == number { return lastChannel }
+        lastChannel = channels[number]
+        return lastChannel
+    }
     var nextChannelID: UInt64 = 1
     var channelMax: UInt16 = 0
     var frameMax: UInt32 = 0
@@ -126,6 +138,10 @@ actor ConnectionCore {
     var ticks = LoopTicks(heartbeat: .zero)
     /// The loop's next turn without news from the socket or a job.
     var nextTick: ContinuousClock.Instant
+    /// When the last turn of the loop read the clock (see ``turn()``).
+    var lastTurn: ContinuousClock.Instant
+    /// When the loop last told the stall watchdog it went round.
+    var progressMarkedAt: ContinuousClock.Instant
     /// `nextTick` was set for timed work (at most ``LoopTicks/timerResolution`` away).
     var nextTickIsTimed = true
 
@@ -136,6 +152,8 @@ actor ConnectionCore {
         self.logger = logger
         self.lastInbound = clock.now
         self.nextTick = clock.now
+        self.lastTurn = clock.now
+        self.progressMarkedAt = clock.now
         self.metrics = ConnectionMetrics(connectionName: configuration.connectionName)
     }
 
@@ -207,6 +225,7 @@ actor ConnectionCore {
         heartbeat = .seconds(negotiatedHeartbeat)
         ticks = LoopTicks(heartbeat: heartbeat)
         lastInbound = clock.now
+        lastTurn = lastInbound
         nextTick = clock.now + ticks.interval(timed: true)
         nextTickIsTimed = true
         let serverProperties = amqp_get_server_properties(connection).flatMap { try? FieldTable(copying: $0.pointee) } ?? [:]

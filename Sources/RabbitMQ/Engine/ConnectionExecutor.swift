@@ -189,17 +189,20 @@ final class ConnectionExecutor: SerialExecutor {
             let untilTimer = pollTimeout(until: earliestTimer)
             if timeout < 0 || untilTimer < timeout { timeout = untilTimer }
         }
-        var fds = [
+        // A tuple, not an array: no allocation per wait.
+        var fds = (
             pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: socket, events: Int16(POLLIN), revents: 0),
-        ]
+            pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        )
         let count: nfds_t = socket >= 0 ? 2 : 1
-        let result = poll(&fds, count, timeout)
+        let result = withUnsafeMutableBytes(of: &fds) { bytes in
+            poll(bytes.baseAddress!.assumingMemoryBound(to: pollfd.self), count, timeout)
+        }
         if mayBlock { state.withLock { $0.sleeping = false } }
         if earliestTimer != nil { wakeDueSleepers() }
         guard result > 0 else { return 0 }
-        if fds[0].revents != 0 { drainWakeups() }
-        return socket >= 0 ? fds[1].revents : 0
+        if fds.0.revents != 0 { drainWakeups() }
+        return socket >= 0 ? fds.1.revents : 0
     }
 
     /// Asks the owner thread to tear its connection down and exit after the queued jobs.
@@ -345,10 +348,10 @@ func makeWakeUpPipe() -> (read: Int32, write: Int32) {
     return (fds[0], fds[1])
 }
 
-/// `poll`'s timeout in milliseconds until `instant`: 0 once it has passed, rounded up before
-/// (a 0 ms timeout for a deadline 0.4 ms away would spin).
-func pollTimeout(until instant: ContinuousClock.Instant) -> Int32 {
-    let remaining = ContinuousClock.now.duration(to: instant)
+/// `poll`'s timeout in milliseconds from `now` until `instant`: 0 once it has passed, rounded up
+/// before (a 0 ms timeout for a deadline 0.4 ms away would spin).
+func pollTimeout(until instant: ContinuousClock.Instant, from now: ContinuousClock.Instant = .now) -> Int32 {
+    let remaining = now.duration(to: instant)
     guard remaining > .zero else { return 0 }
     let (seconds, attoseconds) = remaining.components
     return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)

@@ -9,7 +9,6 @@ enum ConnectionLoop {
             let taskExecutor = core.taskExecutor.asUnownedTaskExecutor()
             let watch = StallWatchdog.shared.register(executor.liveness)
             while true {
-                executor.markProgress()
                 executor.runQueuedJobs(taskExecutor: taskExecutor, perform: perform)
                 // What those jobs handed over (a task's publish or acknowledgement, the task
                 // resumed by a confirm) runs now rather than after a turn's poll: once, so the

@@ -32,7 +32,7 @@ final class StallWatchdog: Sendable {
             var nextCheck: ContinuousClock.Instant?
             while true {
                 var wakeUp = pollfd(fd: wakeReadFD, events: Int16(POLLIN), revents: 0)
-                if poll(&wakeUp, 1, nextCheck.map(pollTimeout(until:)) ?? -1) > 0 {
+                if poll(&wakeUp, 1, nextCheck.map { pollTimeout(until: $0) } ?? -1) > 0 {
                     var bytes = [UInt8](repeating: 0, count: 64)
                     while read(wakeReadFD, &bytes, bytes.count) > 0 {}
                 }
@@ -90,9 +90,9 @@ extension ConnectionExecutor {
         if limit > .zero { StallWatchdog.shared.watchChanged() }
     }
 
-    /// The owner thread's loop went round: it is not stuck.
-    func markProgress() {
-        liveness.withLock { $0.lastProgress = .now }
+    /// The owner thread's loop went round at `now`: it is not stuck.
+    func markProgress(at now: ContinuousClock.Instant) {
+        liveness.withLock { $0.lastProgress = now }
     }
 
     /// Whether the watchdog shut the socket down (cleared by reading it).
