@@ -47,13 +47,13 @@ public struct BasicProperties: Sendable, Hashable {
 
     /// MIME type of the body, e.g. `application/json`.
     public var contentType: String? {
-        get { exactContentType?.string }
-        set { exactContentType = newValue.map(ExactText.init) }
+        get { storage.fields.exactContentType?.string }
+        set { update { $0.exactContentType = newValue.map(ExactText.init) } }
     }
     /// Encoding of the body, e.g. `gzip`.
     public var contentEncoding: String? {
-        get { exactContentEncoding?.string }
-        set { exactContentEncoding = newValue.map(ExactText.init) }
+        get { storage.fields.exactContentEncoding?.string }
+        set { update { $0.exactContentEncoding = newValue.map(ExactText.init) } }
     }
     /// Application headers.
     public var headers: FieldTable? {
@@ -79,23 +79,23 @@ public struct BasicProperties: Sendable, Hashable {
     }
     /// Correlates a reply with its request.
     public var correlationID: String? {
-        get { exactCorrelationID?.string }
-        set { exactCorrelationID = newValue.map(ExactText.init) }
+        get { storage.fields.exactCorrelationID?.string }
+        set { update { $0.exactCorrelationID = newValue.map(ExactText.init) } }
     }
     /// Where replies should go (a queue name).
     public var replyTo: String? {
-        get { exactReplyTo?.string }
-        set { exactReplyTo = newValue.map(ExactText.init) }
+        get { storage.fields.exactReplyTo?.string }
+        set { update { $0.exactReplyTo = newValue.map(ExactText.init) } }
     }
     /// Per-message TTL in milliseconds, as a decimal string (e.g. `"60000"`).
     public var expiration: String? {
-        get { exactExpiration?.string }
-        set { exactExpiration = newValue.map(ExactText.init) }
+        get { storage.fields.exactExpiration?.string }
+        set { update { $0.exactExpiration = newValue.map(ExactText.init) } }
     }
     /// Application message id, e.g. for de-duplication.
     public var messageID: String? {
-        get { exactMessageID?.string }
-        set { exactMessageID = newValue.map(ExactText.init) }
+        get { storage.fields.exactMessageID?.string }
+        set { update { $0.exactMessageID = newValue.map(ExactText.init) } }
     }
     /// When the message was created, in whole seconds (``AMQPTimestamp``; its `date` is the
     /// Foundation view).
@@ -105,68 +105,27 @@ public struct BasicProperties: Sendable, Hashable {
     }
     /// Application message type name.
     public var type: String? {
-        get { exactType?.string }
-        set { exactType = newValue.map(ExactText.init) }
+        get { storage.fields.exactType?.string }
+        set { update { $0.exactType = newValue.map(ExactText.init) } }
     }
     /// The user that published; RabbitMQ rejects a value other than the connection's user.
     public var userID: String? {
-        get { exactUserID?.string }
-        set { exactUserID = newValue.map(ExactText.init) }
+        get { storage.fields.exactUserID?.string }
+        set { update { $0.exactUserID = newValue.map(ExactText.init) } }
     }
     /// The publishing application.
     public var appID: String? {
-        get { exactAppID?.string }
-        set { exactAppID = newValue.map(ExactText.init) }
+        get { storage.fields.exactAppID?.string }
+        set { update { $0.exactAppID = newValue.map(ExactText.init) } }
     }
     /// Deprecated in AMQP 0-9-1; kept so nothing the broker sends is dropped.
     public var clusterID: String? {
-        get { exactClusterID?.string }
-        set { exactClusterID = newValue.map(ExactText.init) }
+        get { storage.fields.exactClusterID?.string }
+        set { update { $0.exactClusterID = newValue.map(ExactText.init) } }
     }
 
-    // The text properties as they travel: a received value that is not valid UTF-8 keeps its bytes.
-    var exactContentType: ExactText? {
-        get { storage.fields.exactContentType }
-        set { update { $0.exactContentType = newValue } }
-    }
-    var exactContentEncoding: ExactText? {
-        get { storage.fields.exactContentEncoding }
-        set { update { $0.exactContentEncoding = newValue } }
-    }
-    var exactCorrelationID: ExactText? {
-        get { storage.fields.exactCorrelationID }
-        set { update { $0.exactCorrelationID = newValue } }
-    }
-    var exactReplyTo: ExactText? {
-        get { storage.fields.exactReplyTo }
-        set { update { $0.exactReplyTo = newValue } }
-    }
-    var exactExpiration: ExactText? {
-        get { storage.fields.exactExpiration }
-        set { update { $0.exactExpiration = newValue } }
-    }
-    var exactMessageID: ExactText? {
-        get { storage.fields.exactMessageID }
-        set { update { $0.exactMessageID = newValue } }
-    }
-    var exactType: ExactText? {
-        get { storage.fields.exactType }
-        set { update { $0.exactType = newValue } }
-    }
-    var exactUserID: ExactText? {
-        get { storage.fields.exactUserID }
-        set { update { $0.exactUserID = newValue } }
-    }
-    var exactAppID: ExactText? {
-        get { storage.fields.exactAppID }
-        set { update { $0.exactAppID = newValue } }
-    }
-    var exactClusterID: ExactText? {
-        get { storage.fields.exactClusterID }
-        set { update { $0.exactClusterID = newValue } }
-    }
-
-    /// Every field, as stored.
+    /// Every field, as stored. The text properties are kept as they travel: a received value
+    /// that is not valid UTF-8 keeps its bytes.
     struct Fields: Hashable {
         var exactContentType: ExactText?
         var exactContentEncoding: ExactText?
@@ -199,6 +158,9 @@ public struct BasicProperties: Sendable, Hashable {
     }
 
     private var storage: Storage
+
+    /// The fields, to read them all at once.
+    var fields: Fields { storage.fields }
 
     /// No property set: one storage for every such value, so empty properties allocate nothing.
     private static let emptyStorage = Storage(Fields())

@@ -59,11 +59,7 @@ struct PropertiesStorageTests {
     /// decoded properties that do not match them, which shows whether they were decoded.
     @Test func theSameBytesReuseTheKeptProperties() throws {
         var recent = RecentProperties()
-        var first = amqp_basic_properties_t()
-        first._flags = UInt32(AMQP_BASIC_PRIORITY_FLAG)
-        first.priority = 1
-        var second = first
-        second.priority = 2
+        let (first, second) = (decoded(priority: 1), decoded(priority: 2))
         let bytes: [UInt8] = [0x08, 0x00, 0x01]  // priority flag, priority 1
 
         try withBytes(bytes) { encoded in
@@ -86,11 +82,7 @@ struct PropertiesStorageTests {
 
     @Test func largePropertiesAreDecodedEveryTime() throws {
         var recent = RecentProperties()
-        var first = amqp_basic_properties_t()
-        first._flags = UInt32(AMQP_BASIC_PRIORITY_FLAG)
-        first.priority = 1
-        var second = first
-        second.priority = 2
+        let (first, second) = (decoded(priority: 1), decoded(priority: 2))
         let large = [UInt8](repeating: 7, count: RecentProperties.largestKept + 1)
         try withBytes(large) { encoded in
             let result6 = try recent.properties(encoded: encoded, decoded: first)
@@ -135,6 +127,14 @@ struct PropertiesStorageTests {
                 }
             }
         }
+    }
+
+    /// Decoded properties with only a priority, as librabbitmq hands them over.
+    private func decoded(priority: UInt8) -> amqp_basic_properties_t {
+        var properties = amqp_basic_properties_t()
+        properties._flags = UInt32(AMQP_BASIC_PRIORITY_FLAG)
+        properties.priority = priority
+        return properties
     }
 
     private func withBytes(_ bytes: [UInt8], _ body: (amqp_bytes_t) throws -> Void) throws {

@@ -3,6 +3,7 @@ internal import CRabbitMQ
 extension BasicProperties {
     /// The properties as librabbitmq's struct; strings and headers live in `arena`.
     func cProperties(_ arena: CArena) throws -> amqp_basic_properties_t {
+        let fields = fields
         var c = amqp_basic_properties_t()
         var flags: UInt32 = 0
         func text(_ value: ExactText?, _ flag: Int32, _ field: WritableKeyPath<amqp_basic_properties_t, amqp_bytes_t>) {
@@ -10,29 +11,29 @@ extension BasicProperties {
             c[keyPath: field] = arena.bytes(value)
             flags |= UInt32(flag)
         }
-        text(exactContentType, AMQP_BASIC_CONTENT_TYPE_FLAG, \.content_type)
-        text(exactContentEncoding, AMQP_BASIC_CONTENT_ENCODING_FLAG, \.content_encoding)
-        text(exactCorrelationID, AMQP_BASIC_CORRELATION_ID_FLAG, \.correlation_id)
-        text(exactReplyTo, AMQP_BASIC_REPLY_TO_FLAG, \.reply_to)
-        text(exactExpiration, AMQP_BASIC_EXPIRATION_FLAG, \.expiration)
-        text(exactMessageID, AMQP_BASIC_MESSAGE_ID_FLAG, \.message_id)
-        text(exactType, AMQP_BASIC_TYPE_FLAG, \.type)
-        text(exactUserID, AMQP_BASIC_USER_ID_FLAG, \.user_id)
-        text(exactAppID, AMQP_BASIC_APP_ID_FLAG, \.app_id)
-        text(exactClusterID, AMQP_BASIC_CLUSTER_ID_FLAG, \.cluster_id)
-        if let headers {
+        text(fields.exactContentType, AMQP_BASIC_CONTENT_TYPE_FLAG, \.content_type)
+        text(fields.exactContentEncoding, AMQP_BASIC_CONTENT_ENCODING_FLAG, \.content_encoding)
+        text(fields.exactCorrelationID, AMQP_BASIC_CORRELATION_ID_FLAG, \.correlation_id)
+        text(fields.exactReplyTo, AMQP_BASIC_REPLY_TO_FLAG, \.reply_to)
+        text(fields.exactExpiration, AMQP_BASIC_EXPIRATION_FLAG, \.expiration)
+        text(fields.exactMessageID, AMQP_BASIC_MESSAGE_ID_FLAG, \.message_id)
+        text(fields.exactType, AMQP_BASIC_TYPE_FLAG, \.type)
+        text(fields.exactUserID, AMQP_BASIC_USER_ID_FLAG, \.user_id)
+        text(fields.exactAppID, AMQP_BASIC_APP_ID_FLAG, \.app_id)
+        text(fields.exactClusterID, AMQP_BASIC_CLUSTER_ID_FLAG, \.cluster_id)
+        if let headers = fields.headers {
             c.headers = try arena.table(headers)
             flags |= UInt32(AMQP_BASIC_HEADERS_FLAG)
         }
-        if let deliveryModeValue {
+        if let deliveryModeValue = fields.deliveryModeValue {
             c.delivery_mode = deliveryModeValue
             flags |= UInt32(AMQP_BASIC_DELIVERY_MODE_FLAG)
         }
-        if let priority {
+        if let priority = fields.priority {
             c.priority = priority
             flags |= UInt32(AMQP_BASIC_PRIORITY_FLAG)
         }
-        if let timestamp {
+        if let timestamp = fields.timestamp {
             c.timestamp = timestamp.rawValue
             flags |= UInt32(AMQP_BASIC_TIMESTAMP_FLAG)
         }
@@ -77,6 +78,7 @@ extension BasicProperties {
     /// ``FieldTable/maximumDepth``, a delivery mode other than 1 or 2, and a content header
     /// larger than one frame.
     func validate(frameMax: UInt32) throws {
+        let fields = fields
         var size = 14  // class id, weight, body size, property flags
         // Field by field rather than through an array: this runs for every publish.
         func add(_ value: ExactText?, _ name: StaticString) throws {
@@ -84,22 +86,22 @@ extension BasicProperties {
             try AMQPValidation.shortString(value, "the \(name) property")
             size += 1 + value.byteCount
         }
-        try add(exactContentType, "contentType")
-        try add(exactContentEncoding, "contentEncoding")
-        try add(exactCorrelationID, "correlationID")
-        try add(exactReplyTo, "replyTo")
-        try add(exactExpiration, "expiration")
-        try add(exactMessageID, "messageID")
-        try add(exactType, "type")
-        try add(exactUserID, "userID")
-        try add(exactAppID, "appID")
-        try add(exactClusterID, "clusterID")
-        if let headers { size += try AMQPValidation.encodedSize(of: headers, in: "headers") }
-        if let deliveryModeValue, DeliveryMode(rawValue: deliveryModeValue) == nil {
+        try add(fields.exactContentType, "contentType")
+        try add(fields.exactContentEncoding, "contentEncoding")
+        try add(fields.exactCorrelationID, "correlationID")
+        try add(fields.exactReplyTo, "replyTo")
+        try add(fields.exactExpiration, "expiration")
+        try add(fields.exactMessageID, "messageID")
+        try add(fields.exactType, "type")
+        try add(fields.exactUserID, "userID")
+        try add(fields.exactAppID, "appID")
+        try add(fields.exactClusterID, "clusterID")
+        if let headers = fields.headers { size += try AMQPValidation.encodedSize(of: headers, in: "headers") }
+        if let deliveryModeValue = fields.deliveryModeValue, DeliveryMode(rawValue: deliveryModeValue) == nil {
             throw AMQPError(
                 .invalidArgument, "the delivery mode is \(deliveryModeValue); RabbitMQ takes only 1 (transient) and 2 (persistent)")
         }
-        size += (deliveryModeValue == nil ? 0 : 1) + (priority == nil ? 0 : 1) + (timestamp == nil ? 0 : 8)
+        size += (fields.deliveryModeValue == nil ? 0 : 1) + (fields.priority == nil ? 0 : 1) + (fields.timestamp == nil ? 0 : 8)
         // A frame carries 8 bytes of framing around its payload.
         guard size <= Int(frameMax) - 8 else {
             throw AMQPError(
