@@ -2,8 +2,8 @@ import DequeModule
 import RabbitMQ
 
 /// An ``EventInbox`` in memory, for handlers without a database: it remembers the last
-/// ``capacity`` message ids of each consumer group and runs the work of one event at a time per
-/// id. It de-duplicates redeliveries within one process's life; a restart, or another replica,
+/// ``capacity`` message ids of each consumer group and runs the work of one event at a time
+/// (under its lock: keep it short). It de-duplicates redeliveries within one process's life; a restart, or another replica,
 /// starts with nothing (use a database store for those).
 ///
 /// Its transaction is `Void`: there is nothing to roll back, so work that throws after a side
@@ -31,13 +31,17 @@ public final class InMemoryEventInbox: EventInbox {
         try groups.withLock { groups in
             if groups[consumerGroup]?.ids.contains(messageID) == true { return .duplicate }
             let result = try work(())
-            var group = groups[consumerGroup, default: Group()]
-            group.ids.insert(messageID)
-            group.order.append(messageID)
-            while group.order.count > capacity, let oldest = group.order.popFirst() { group.ids.remove(oldest) }
-            groups[consumerGroup] = group
+            // Changed in place: a copy taken out of the dictionary would share its storage with
+            // the one still in it, so the first change would copy every id kept.
+            Self.record(messageID, in: &groups[consumerGroup, default: Group()], capacity: capacity)
             return .handled(result)
         }
+    }
+
+    private static func record(_ messageID: String, in group: inout Group, capacity: Int) {
+        group.ids.insert(messageID)
+        group.order.append(messageID)
+        while group.order.count > capacity, let oldest = group.order.popFirst() { group.ids.remove(oldest) }
     }
 
     /// Whether `messageID` is recorded for `consumerGroup`.

@@ -30,6 +30,23 @@ struct InMemoryEventInboxTests {
         #expect(["b", "c", "d"].allSatisfy { inbox.contains($0, consumerGroup: "g") })
     }
 
+    /// A daemon's inbox records every event it handles, millions over its life: recording one
+    /// more must not copy the ids already kept. (It did: each record copied the whole group,
+    /// so 200,000 records took minutes instead of a fraction of a second.) The limit only
+    /// catches that; the test needs far less on any machine.
+    @Test(.timeLimit(.minutes(1))) func recordingStaysCheapBeyondTheCapacity() async throws {
+        let inbox = InMemoryEventInbox(capacity: 100_000)
+        for index in 0..<200_000 {
+            try Task.checkCancellation()  // ends at the limit instead of running on
+            let outcome = try await inbox.once(messageID: "m\(index)", consumerGroup: "g") { () }
+            #expect(outcome.wasHandled, "m\(index)")
+        }
+        #expect(!inbox.contains("m99999", consumerGroup: "g"))
+        #expect(inbox.contains("m100000", consumerGroup: "g"))
+        #expect(inbox.contains("m199999", consumerGroup: "g"))
+        #expect(try await !inbox.once(messageID: "m199999", consumerGroup: "g") { () }.wasHandled)
+    }
+
     /// Many tasks deliver the same ids at once: each id's work runs exactly once.
     @Test func concurrentDeliveriesOfOneIdRunItOnce() async throws {
         let inbox = InMemoryEventInbox()
