@@ -17,9 +17,9 @@ import RabbitMQEvents
 /// ```
 ///
 /// The database is in WAL mode, so readers never wait for the writer; several processes on one
-/// machine may share the file (daemon replicas): each write is an `IMMEDIATE` transaction, and a
-/// process that finds another one writing waits for it (up to ``Configuration/busyTimeout``)
-/// instead of failing. Do not put the file on a network file system: SQLite's locks do not
+/// machine may share the file (daemon replicas): each write is an `IMMEDIATE` transaction (the
+/// inbox's calls that arrive together share one), and a process that finds another one writing
+/// waits for it (up to ``Configuration/busyTimeout``) instead of failing. Do not put the file on a network file system: SQLite's locks do not
 /// hold there.
 ///
 /// It is also an `OutboxStore`: ``enqueue(_:in:)`` writes an event in the application's own
@@ -46,6 +46,9 @@ public final class SQLiteEventStore: EventInbox, OutboxStore, Sendable {
     /// writes, its migrations).
     public let database: DatabasePool
 
+    /// The inbox's group commit (see ``once(messageID:consumerGroup:_:)``).
+    let inboxBatches: InboxBatches
+
     /// Opens (creating if needed) the database at `path` and its tables.
     ///
     /// - Throws: GRDB's `DatabaseError` when the file cannot be opened or is not a database.
@@ -53,6 +56,7 @@ public final class SQLiteEventStore: EventInbox, OutboxStore, Sendable {
         var options = GRDB.Configuration()
         options.busyMode = .timeout(configuration.busyTimeout.secondsValue)
         database = try Self.open(path, options, patience: configuration.busyTimeout)
+        inboxBatches = InboxBatches(database: database)
         // Idempotent, so processes that open a new file at the same time all succeed.
         try database.write { db in
             try db.execute(
@@ -129,21 +133,19 @@ public final class SQLiteEventStore: EventInbox, OutboxStore, Sendable {
     }
 
     /// Runs `work` and records the event in one `IMMEDIATE` transaction, unless the event is
-    /// recorded already (then `work` does not run). When `work` throws, the transaction rolls
-    /// back: nothing it wrote stays, and the event is not recorded.
+    /// recorded already (then `work` does not run). When `work` throws, its writes roll back and
+    /// the event is not recorded.
+    ///
+    /// Calls made while the database is busy writing share the next transaction (group
+    /// commit), each in a savepoint of its own: what one call's work writes, and its record,
+    /// still commit together or not at all, and a work that throws takes back only its own
+    /// writes. Returns after the commit. Works of one transaction run one after another; keep
+    /// them short, as any work in a write transaction (a slow one delays the commit of the
+    /// others).
     public func once<Result: Sendable>(
         messageID: String, consumerGroup: String, _ work: @Sendable (Database) throws -> Result
     ) async throws -> InboxOutcome<Result> {
-        try await database.write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO rabbitmq_inbox (consumer_group, message_id, handled_at) VALUES (?, ?, ?)
-                    ON CONFLICT DO NOTHING
-                    """,
-                arguments: [consumerGroup, messageID, Int64(Date().timeIntervalSince1970 * 1000)])
-            guard db.changesCount == 1 else { return .duplicate }
-            return .handled(try work(db))
-        }
+        try await inboxBatches.once(messageID: messageID, consumerGroup: consumerGroup, work)
     }
 
     /// Whether `messageID` is recorded for `consumerGroup`.
