@@ -73,6 +73,9 @@ final class InboxBatches: Sendable {
         database.asyncWriteWithoutTransaction { [self] db in writeBatch(db) }
     }
 
+    private static let batchRolledBack = DatabaseError(
+        resultCode: .SQLITE_ABORT, message: "an inbox call could not be rolled back alone, so its whole batch was")
+
     private func writeBatch(_ db: Database) {
         let batch = state.withLock { state in
             let count = min(state.waiting.count, Self.maximumBatch)
@@ -82,8 +85,11 @@ final class InboxBatches: Sendable {
         }
         var failure: (any Error)?
         do {
-            try db.inTransaction(.immediate) {
-                for call in batch { call.run(in: db) }
+            try db.inTransaction(.immediate) { () throws -> Database.TransactionCompletion in
+                for call in batch {
+                    // A call's writes could not be taken back alone: none of the batch commits.
+                    guard call.run(in: db) else { throw Self.batchRolledBack }
+                }
                 return .commit
             }
         } catch {
@@ -101,7 +107,9 @@ final class InboxBatches: Sendable {
 /// One waiting call, whatever its work's result type.
 protocol InboxBatchEntry: AnyObject, Sendable {
     /// Runs the call in its own savepoint of the batch's transaction; keeps its outcome.
-    func run(in db: Database)
+    /// Returns `false` when the transaction can no longer be trusted (the call's writes could
+    /// not be rolled back alone, or SQLite ended the transaction): the batch must not commit.
+    func run(in db: Database) -> Bool
     /// The batch's transaction ended (committed when `transactionError` is nil): resumes the
     /// caller.
     func finish(transactionError: (any Error)?)
@@ -128,24 +136,39 @@ private final class InboxCall<Result: Sendable>: InboxBatchEntry, @unchecked Sen
         self.continuation = continuation
     }
 
-    func run(in db: Database) {
-        guard let work else { return }
+    func run(in db: Database) -> Bool {
+        guard let work else { return true }
         self.work = nil
         // SQLite ends a transaction by itself after some failures (a full disk, say): what runs
         // after that would commit on its own, outside the batch.
         guard db.isInsideTransaction else {
             outcome = .failure(DatabaseError(resultCode: .SQLITE_ABORT, message: "the inbox batch's transaction ended early"))
-            return
+            return false
         }
-        outcome = Swift.Result {
+        // A savepoint of prepared statements (GRDB's `inSavepoint` parses its SQL every time).
+        do {
+            try db.cachedStatement(sql: "SAVEPOINT rabbitmq_inbox_call").execute()
+        } catch {
+            outcome = .failure(error)
+            return false
+        }
+        do {
+            try db.cachedStatement(sql: Self.insert).execute(
+                arguments: [consumerGroup, messageID, Int64(Date().timeIntervalSince1970 * 1000)])
             var result = InboxOutcome<Result>.duplicate
-            try db.inSavepoint {
-                try db.cachedStatement(sql: Self.insert).execute(
-                    arguments: [consumerGroup, messageID, Int64(Date().timeIntervalSince1970 * 1000)])
-                if db.changesCount == 1 { result = .handled(try work(db)) }
-                return .commit
+            if db.changesCount == 1 { result = .handled(try work(db)) }
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT rabbitmq_inbox_call").execute()
+            outcome = .success(result)
+            return true
+        } catch {
+            outcome = .failure(error)
+            do {
+                try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT rabbitmq_inbox_call").execute()
+                try db.cachedStatement(sql: "RELEASE SAVEPOINT rabbitmq_inbox_call").execute()
+                return true
+            } catch {
+                return false
             }
-            return result
         }
     }
 

@@ -71,6 +71,57 @@ struct InboxBatchesTests {
         #expect(try await store.inboxContains("twin", consumerGroup: "g"))
     }
 
+    /// A work whose failure ends the whole transaction (here a trigger's `RAISE(ROLLBACK)`)
+    /// takes its batch with it: every call in it fails and none is recorded, so nothing commits
+    /// half a batch; the others go through when delivered again.
+    @Test func aWorkThatEndsTheTransactionFailsItsWholeBatch() async throws {
+        let (store, _) = try SQLiteEventStoreTests.temporaryStore()
+        try await store.database.write { db in
+            try db.execute(sql: "CREATE TABLE effects (id TEXT)")
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER poison BEFORE INSERT ON effects WHEN NEW.id = 'poison'
+                    BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END
+                    """)
+        }
+        let ids = ["a", "poison", "b"]
+        let gate = DispatchSemaphore(value: 0)
+        let (entered, enteredContinuation) = AsyncStream.makeStream(of: Void.self)
+        let holder = Task {
+            try await store.database.write { _ in
+                enteredContinuation.yield()
+                gate.wait()
+            }
+        }
+        for await _ in entered { break }
+        let failed = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for id in ids {
+                group.addTask {
+                    do {
+                        _ = try await store.once(messageID: id, consumerGroup: "g") { db in
+                            try db.execute(sql: "INSERT INTO effects VALUES (?)", arguments: [id])
+                        }
+                        return false
+                    } catch is DatabaseError {
+                        return true
+                    }
+                }
+            }
+            for _ in 0..<6000 where store.inboxBatches.waitingCount < ids.count {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            gate.signal()
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        try await holder.value
+        #expect(failed == 3)
+        #expect(try await store.database.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM effects") } == 0)
+        for id in ids { #expect(try await !store.inboxContains(id, consumerGroup: "g"), "\(id)") }
+        for id in ["a", "b"] {
+            #expect(try await store.once(messageID: id, consumerGroup: "g") { _ in () }.wasHandled, "\(id)")
+        }
+    }
+
     /// A transaction that cannot begin (another process holds the write lock beyond the busy
     /// timeout) fails the calls in it and records none of them; they go through once the lock
     /// is free.
