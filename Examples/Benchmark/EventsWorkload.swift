@@ -202,8 +202,9 @@ struct BenchKeyedOrderCreated: AMQPEvent {
 
 extension Benchmark {
     /// W6 (not in the contract; there is no C counterpart): W5 with partition keys, ordered
-    /// lanes, and every event recorded in the SQLite inbox in a transaction of its own (WAL mode,
-    /// SQLite's default durability) before it is acknowledged. The handler checks the event like
+    /// lanes, and every event recorded in the SQLite inbox (`SQLiteEventStore.once`: WAL mode,
+    /// GRDB's `synchronous = NORMAL`, the calls waiting together in one transaction) before it is
+    /// acknowledged. The handler checks the event like
     /// W5's, and the run checks that no customer's events were handled out of order.
     static func orderedEvents(
         _ queue: String, options: Options, connection: AMQPConnection, channel: AMQPChannel
