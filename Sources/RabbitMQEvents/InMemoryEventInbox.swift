@@ -3,8 +3,8 @@ import RabbitMQ
 
 /// An ``EventInbox`` in memory, for handlers without a database: it remembers the last
 /// ``capacity`` message ids of each consumer group and runs the work of one event at a time
-/// (under its lock: keep it short). It de-duplicates redeliveries within one process's life; a restart, or another replica,
-/// starts with nothing (use a database store for those).
+/// (under its lock: keep it short). It de-duplicates redeliveries within one process's life; a
+/// restart, or another replica, starts with nothing (use a database store for those).
 ///
 /// Its transaction is `Void`: there is nothing to roll back, so work that throws after a side
 /// effect leaves that effect, and the id is not recorded.

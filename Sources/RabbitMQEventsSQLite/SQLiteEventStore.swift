@@ -19,8 +19,8 @@ import RabbitMQEvents
 /// The database is in WAL mode, so readers never wait for the writer; several processes on one
 /// machine may share the file (daemon replicas): each write is an `IMMEDIATE` transaction (the
 /// inbox's calls that arrive together share one), and a process that finds another one writing
-/// waits for it (up to ``Configuration/busyTimeout``) instead of failing. Do not put the file on a network file system: SQLite's locks do not
-/// hold there.
+/// waits for it (up to ``Configuration/busyTimeout``) instead of failing. Do not put the file on
+/// a network file system: SQLite's locks do not hold there.
 ///
 /// It is also an `OutboxStore`: ``enqueue(_:in:)`` writes an event in the application's own
 /// transaction, and an `OutboxRelay` publishes it once committed.
@@ -141,7 +141,8 @@ public final class SQLiteEventStore: EventInbox, OutboxStore, Sendable {
     /// still commit together or not at all, and a work that throws takes back only its own
     /// writes. Returns after the commit. Works of one transaction run one after another; keep
     /// them short, as any work in a write transaction (a slow one delays the commit of the
-    /// others).
+    /// others). Once queued, a call runs to its end even when its task is cancelled (SQLite
+    /// could only interrupt the whole batch's transaction).
     public func once<Result: Sendable>(
         messageID: String, consumerGroup: String, _ work: @Sendable (Database) throws -> Result
     ) async throws -> InboxOutcome<Result> {
