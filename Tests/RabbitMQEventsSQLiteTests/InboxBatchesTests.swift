@@ -9,6 +9,37 @@ import Testing
 struct InboxBatchesTests {
     struct Refused: Error {}
 
+    /// Holds the store's writer, as an application's own write would, while `calls` makes inbox
+    /// calls; its `release` waits (a minute at most) until `count` of them are queued, then lets
+    /// the writer go, so they all go into one batch.
+    static func holdingTheWriter<T: Sendable>(
+        of store: SQLiteEventStore, until count: Int, _ calls: (_ release: () async throws -> Void) async throws -> T
+    ) async throws -> T {
+        let gate = DispatchSemaphore(value: 0)
+        let (entered, enteredContinuation) = AsyncStream.makeStream(of: Void.self)
+        let holder = Task {
+            try await store.database.write { _ in
+                enteredContinuation.yield()
+                gate.wait()
+            }
+        }
+        for await _ in entered { break }
+        do {
+            let result = try await calls {
+                for _ in 0..<6000 where store.inboxBatches.waitingCount < count {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                #expect(store.inboxBatches.waitingCount == count)
+                gate.signal()
+            }
+            try await holder.value
+            return result
+        } catch {
+            gate.signal()  // never leave the writer held
+            throw error
+        }
+    }
+
     /// Calls that wait while the writer is busy share its next transaction, and each keeps its
     /// own promise: a work that throws takes back only its own writes, a recorded id (in the
     /// database, or by an earlier call of the same batch) is a duplicate.
@@ -19,40 +50,26 @@ struct InboxBatchesTests {
         let batchesBefore = store.inboxBatches.batchesWritten
 
         // The application holds the writer; meanwhile every call queues.
-        let (entered, enteredContinuation) = AsyncStream.makeStream(of: Void.self)
-        let gate = DispatchSemaphore(value: 0)
-        let holder = Task {
-            try await store.database.write { _ in
-                enteredContinuation.yield()
-                gate.wait()
-            }
-        }
-        for await _ in entered { break }
-
         let ids = (0..<100).map { "m\($0)" } + ["twin", "twin"]
-        let outcomes = try await withThrowingTaskGroup(of: (String, String).self) { group in
-            for (index, id) in ids.enumerated() {
-                group.addTask {
-                    do {
-                        let outcome = try await store.once(messageID: id, consumerGroup: "g") { db in
-                            try db.execute(sql: "INSERT INTO effects VALUES (?)", arguments: [id])
-                            if index % 10 == 3 { throw Refused() }
+        let outcomes = try await Self.holdingTheWriter(of: store, until: ids.count) { release in
+            try await withThrowingTaskGroup(of: (String, String).self) { group in
+                for (index, id) in ids.enumerated() {
+                    group.addTask {
+                        do {
+                            let outcome = try await store.once(messageID: id, consumerGroup: "g") { db in
+                                try db.execute(sql: "INSERT INTO effects VALUES (?)", arguments: [id])
+                                if index % 10 == 3 { throw Refused() }
+                            }
+                            return (id, outcome.wasHandled ? "handled" : "duplicate")
+                        } catch is Refused {
+                            return (id, "refused")
                         }
-                        return (id, outcome.wasHandled ? "handled" : "duplicate")
-                    } catch is Refused {
-                        return (id, "refused")
                     }
                 }
+                try await release()
+                return try await group.reduce(into: [(String, String)]()) { $0.append($1) }
             }
-            // Released once all of them wait.
-            for _ in 0..<6000 where store.inboxBatches.waitingCount < ids.count {
-                try await Task.sleep(for: .milliseconds(10))
-            }
-            #expect(store.inboxBatches.waitingCount == ids.count)
-            gate.signal()
-            return try await group.reduce(into: [(String, String)]()) { $0.append($1) }
         }
-        try await holder.value
 
         #expect(store.inboxBatches.batchesWritten == batchesBefore + 1)
         let byID = Dictionary(grouping: outcomes, by: \.0).mapValues { $0.map(\.1).sorted() }
@@ -85,35 +102,24 @@ struct InboxBatchesTests {
                     """)
         }
         let ids = ["a", "poison", "b"]
-        let gate = DispatchSemaphore(value: 0)
-        let (entered, enteredContinuation) = AsyncStream.makeStream(of: Void.self)
-        let holder = Task {
-            try await store.database.write { _ in
-                enteredContinuation.yield()
-                gate.wait()
-            }
-        }
-        for await _ in entered { break }
-        let failed = try await withThrowingTaskGroup(of: Bool.self) { group in
-            for id in ids {
-                group.addTask {
-                    do {
-                        _ = try await store.once(messageID: id, consumerGroup: "g") { db in
-                            try db.execute(sql: "INSERT INTO effects VALUES (?)", arguments: [id])
+        let failed = try await Self.holdingTheWriter(of: store, until: ids.count) { release in
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for id in ids {
+                    group.addTask {
+                        do {
+                            _ = try await store.once(messageID: id, consumerGroup: "g") { db in
+                                try db.execute(sql: "INSERT INTO effects VALUES (?)", arguments: [id])
+                            }
+                            return false
+                        } catch is DatabaseError {
+                            return true
                         }
-                        return false
-                    } catch is DatabaseError {
-                        return true
                     }
                 }
+                try await release()
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
             }
-            for _ in 0..<6000 where store.inboxBatches.waitingCount < ids.count {
-                try await Task.sleep(for: .milliseconds(10))
-            }
-            gate.signal()
-            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
-        try await holder.value
         #expect(failed == 3)
         #expect(try await store.database.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM effects") } == 0)
         for id in ids { #expect(try await !store.inboxContains(id, consumerGroup: "g"), "\(id)") }
