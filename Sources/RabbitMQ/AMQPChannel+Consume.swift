@@ -42,7 +42,7 @@ extension AMQPChannel {
         let (tag, deliveries) = try await connection.core.consume(
             on: key, queue: queue, consumerTag: consumerTag, autoAck: autoAck, exclusive: exclusive,
             arguments: arguments)
-        return AMQPConsumer(tag: tag, channel: self, autoAck: autoAck, stream: deliveries)
+        return AMQPConsumer(tag: tag, channel: self, autoAck: autoAck, deliveries: deliveries)
     }
 
     /// Cancels a consumer (`basic.cancel`). Its sequence ends once the broker confirms; messages

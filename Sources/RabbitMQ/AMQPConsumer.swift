@@ -32,15 +32,16 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     /// The channel the consumer runs on.
     public let channel: AMQPChannel
     let autoAck: Bool
-    let stream: AsyncThrowingStream<[DeliveryContent], any Error>
+    /// The deliveries, in batches; when the last copy of the consumer and its iterators is gone,
+    /// the consumer is cancelled on the broker.
+    let deliveries: DeliveryReader
     /// Set once an iterator was dropped before the end: the consumer is cancelled, and what is
     /// left in the stream belongs to the task giving it back, so a later iterator ends at once.
     let abandoned = Locked(false)
 
     public func makeAsyncIterator() -> AsyncIterator {
         let state = IterationState(
-            base: stream.makeAsyncIterator(), stream: stream, channel: channel, tag: tag, autoAck: autoAck,
-            abandoned: abandoned)
+            deliveries: deliveries, channel: channel, tag: tag, autoAck: autoAck, abandoned: abandoned)
         if abandoned.withLock({ $0 }) { state.ended = true }
         return AsyncIterator(state: state)
     }
@@ -67,9 +68,8 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     /// What an iterator holds, in a class so that its end is noticed: when the last copy of the
     /// iterator goes away before the sequence ended, the consumer is abandoned.
     final class IterationState {
-        var base: AsyncThrowingStream<[DeliveryContent], any Error>.AsyncIterator
-        /// For giving back what is still buffered once the iterator is gone.
-        let stream: AsyncThrowingStream<[DeliveryContent], any Error>
+        /// Also for giving back what is still buffered once the iterator is gone.
+        let deliveries: DeliveryReader
         let channel: AMQPChannel
         let tag: String
         let autoAck: Bool
@@ -81,13 +81,8 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
         /// The consumer's flag, set when this iterator is dropped before the end.
         let abandoned: Locked<Bool>
 
-        init(
-            base: AsyncThrowingStream<[DeliveryContent], any Error>.AsyncIterator,
-            stream: AsyncThrowingStream<[DeliveryContent], any Error>, channel: AMQPChannel, tag: String,
-            autoAck: Bool, abandoned: Locked<Bool>
-        ) {
-            self.base = base
-            self.stream = stream
+        init(deliveries: DeliveryReader, channel: AMQPChannel, tag: String, autoAck: Bool, abandoned: Locked<Bool>) {
+            self.deliveries = deliveries
             self.channel = channel
             self.tag = tag
             self.autoAck = autoAck
@@ -99,7 +94,7 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
             while position == batch.count {
                 let next: [DeliveryContent]?
                 do {
-                    next = try await base.next(isolation: #isolation)
+                    next = try await deliveries.next()
                 } catch {
                     ended = true
                     throw error
@@ -127,13 +122,13 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
             // Abandoned: cancel the consumer, and give back what nobody will see. Deliveries
             // still arriving before cancel-ok are given back by the connection.
             let unseen = autoAck ? [] : Array(batch[position...])
-            let (channel, tag, stream, autoAck) = (channel, tag, stream, autoAck)
+            let (channel, tag, deliveries, autoAck) = (channel, tag, deliveries, autoAck)
             Task {
                 for delivery in unseen { channel.giveBack(delivery) }
                 await channel.connection.core.cancelConsumer(on: channel.key, tag: tag)
                 guard !autoAck else { return }
                 do {
-                    for try await batch in stream {
+                    while let batch = try await deliveries.next() {
                         for delivery in batch { channel.giveBack(delivery) }
                     }
                 } catch {

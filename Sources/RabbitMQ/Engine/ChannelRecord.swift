@@ -27,7 +27,7 @@ final class ChannelRecord {
     final class Consumer {
         /// Deliveries go to the sequence in batches, one per turn of the loop: one hand-over
         /// (and at most one wake-up of the consuming task) for many messages.
-        let continuation: AsyncThrowingStream<[DeliveryContent], any Error>.Continuation
+        let deliveries: DeliveryQueue
         let autoAck: Bool
         /// The queue; a server-named queue's new name after a recovery.
         var queue: String
@@ -48,10 +48,10 @@ final class ChannelRecord {
         private var lastBatchCount = 1
 
         init(
-            continuation: AsyncThrowingStream<[DeliveryContent], any Error>.Continuation, autoAck: Bool, queue: String,
+            deliveries: DeliveryQueue, autoAck: Bool, queue: String,
             exclusive: Bool, arguments: FieldTable, prefetch: Prefetch?
         ) {
-            self.continuation = continuation
+            self.deliveries = deliveries
             self.autoAck = autoAck
             self.queue = queue
             self.exclusive = exclusive
@@ -75,12 +75,12 @@ final class ChannelRecord {
         func flush() -> [DeliveryContent] {
             guard !batch.isEmpty else { return [] }
             lastBatchCount = min(batch.count, 64)
-            let handed = batch
-            // The yielded array belongs to the sequence now; an idle consumer keeps no buffer.
-            batch = []
-            guard case .terminated = continuation.yield(handed) else { return [] }
+            var handed: [DeliveryContent] = []
+            // The array goes to the sequence; an idle consumer keeps no buffer.
+            swap(&handed, &batch)
+            guard let refused = deliveries.yield(handed) else { return [] }
             sequenceEnded = true
-            return autoAck ? [] : handed
+            return autoAck ? [] : refused
         }
     }
 
@@ -198,7 +198,7 @@ final class ChannelRecord {
         }
         for consumer in consumers.values {
             consumer.flush()  // what arrived before the end is still delivered
-            if consumersEndNormally { consumer.continuation.finish() } else { consumer.continuation.finish(throwing: rest) }
+            consumer.deliveries.finish(throwing: consumersEndNormally ? nil : rest)
         }
         consumers.removeAll()
         status.markClosed(rest)

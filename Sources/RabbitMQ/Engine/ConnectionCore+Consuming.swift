@@ -5,7 +5,7 @@ extension ConnectionCore {
     /// Starts a consumer (`basic.consume`) and returns the sequence its deliveries go to.
     func consume(
         on key: ChannelKey, queue: String, consumerTag: String, autoAck: Bool, exclusive: Bool, arguments: FieldTable
-    ) async throws -> (tag: String, deliveries: AsyncThrowingStream<[DeliveryContent], any Error>) {
+    ) async throws -> (tag: String, deliveries: DeliveryReader) {
         var record = try await usableRecord(key)
         if !autoAck, record.prefetch == (nil, nil), let count = configuration.defaultPrefetch {
             // Without a prefetch the broker would push the whole queue into the sequence.
@@ -23,9 +23,11 @@ extension ConnectionCore {
             // The broker would close the whole connection (530) for a duplicate tag.
             throw AMQPError(.invalidArgument, "the consumer tag '\(tag)' is already in use on channel \(key.number)")
         }
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: [DeliveryContent].self)
+        let deliveries = DeliveryQueue()
+        // Made now, so that a cancelled or failed start below drops the last reader at once.
+        let reader = DeliveryReader(deliveries)
         record.consumers[tag] = ChannelRecord.Consumer(
-            continuation: continuation, autoAck: autoAck, queue: queue, exclusive: exclusive, arguments: arguments,
+            deliveries: deliveries, autoAck: autoAck, queue: queue, exclusive: exclusive, arguments: arguments,
             prefetch: record.prefetch.perConsumer)
         do {
             _ = try await send(on: record, AMQP_BASIC_CONSUME_METHOD, expecting: [AMQP_BASIC_CONSUME_OK_METHOD]) { arena in
@@ -38,7 +40,7 @@ extension ConnectionCore {
             // The caller was cancelled, perhaps after basic.consume went out: cancel it after
             // its reply (RabbitMQ answers a cancel of an unknown tag too), giving back whatever
             // arrives meanwhile.
-            continuation.finish(throwing: CancellationError())
+            deliveries.finish(throwing: CancellationError())
             if let consumer = record.consumers[tag], !consumer.cancelling {
                 consumer.cancelling = true
                 Task { await self.sendCancel(tag, on: key) }
@@ -46,21 +48,20 @@ extension ConnectionCore {
             throw CancellationError()
         } catch {
             record.consumers[tag] = nil
-            continuation.finish(throwing: error)
+            deliveries.finish(throwing: error)
             throw error
         }
         // A consumer whose sequence is abandoned (loop left, task cancelled) is cancelled on the
         // broker, so its messages go to other consumers. `self` is held strongly, not weakly: a
         // weak reference would give the core a side table, sending every retain and release of
         // it (several per message) down the runtime's slow path. The cycle this makes (core,
-        // consumer record, continuation, this closure) ends when the sequence ends: the stream
-        // drops the closure once it has run, and the core finishes every consumer's sequence
-        // when a channel closes or the connection shuts down.
-        continuation.onTermination = { [self] termination in
-            guard case .cancelled = termination else { return }
+        // consumer record, delivery queue, this closure) ends when the sequence ends: the queue
+        // drops the closure once it has run or ended, and the core finishes every consumer's
+        // sequence when a channel closes or the connection shuts down.
+        deliveries.setOnCancel { [self] in
             Task { await self.cancelConsumer(on: key, tag: tag) }
         }
-        return (tag, stream)
+        return (tag, reader)
     }
 
     /// Cancels a consumer (`basic.cancel`); its sequence ends when `cancel-ok` arrives. Nothing
@@ -132,7 +133,7 @@ extension ConnectionCore {
         let consumer = record.consumers.removeValue(forKey: tag)
         if let queue = consumer?.queue { forgetIfAutoDeleted([queue]) }
         consumer?.flush()
-        consumer?.continuation.finish(
+        consumer?.deliveries.finish(
             throwing: AMQPError(
                 .consumerCancelled,
                 "the broker cancelled consumer '\(tag)' on channel \(record.number) (its queue was deleted or became unavailable)"))

@@ -165,7 +165,7 @@ extension ConnectionCore {
             let ok = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_ok_t.self).pointee
             let consumer = record.consumers.removeValue(forKey: String(copying: ok.consumer_tag))
             for content in consumer?.flush() ?? [] { giveBack(content, on: record, outstanding: true) }
-            consumer?.continuation.finish()
+            consumer?.deliveries.finish()
             if let queue = consumer?.queue { forgetIfAutoDeleted([queue]) }
         case AMQP_CHANNEL_OPEN_OK_METHOD:
             if case .opening = record.phase { record.phase = .open }

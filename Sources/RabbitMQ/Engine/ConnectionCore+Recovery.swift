@@ -95,7 +95,7 @@ extension ConnectionCore {
             while let reply = record.pending.popFirst() { reply.continuation.resume(throwing: error) }
             for (tag, consumer) in record.consumers where consumer.cancelling {
                 // Its basic.cancel died with the connection: it is cancelled now.
-                consumer.continuation.finish()
+                consumer.deliveries.finish()
                 record.consumers[tag] = nil
             }
             if let confirms = record.confirms {
