@@ -48,7 +48,7 @@ final class ConnectionExecutor: SerialExecutor {
         var drainerRunning = false
         var owner: pthread_t?
         /// Tasks sleeping on the loop's own timeout (``sleep(until:)``).
-        var timers = LoopTimers<CheckedContinuation<Void, any Error>>()
+        var timers = LoopTimers<UnsafeContinuation<Void, any Error>>()
     }
 
     private let state = Locked(State())
@@ -237,18 +237,23 @@ final class ConnectionExecutor: SerialExecutor {
 
     /// Suspends the calling task until `deadline`; the connection's thread wakes it when its
     /// event loop's wait ends (see ``AMQPConnection/sleep(until:)``).
+    ///
+    /// Unchecked continuations, and an identifier reserved up front rather than a box the
+    /// cancellation handler reads: a task that sleeps once per message pays no allocation for it.
+    /// Each continuation is resumed exactly once, by whoever takes it out of the timers under the
+    /// lock (the loop when due, the cancellation handler, or the owner's exit), or at once by the
+    /// body when it never went in.
     func sleep(until deadline: ContinuousClock.Instant) async throws {
         try Task.checkCancellation()
-        let id = Locked(0)
+        let id = state.withLock { $0.timers.reserveID() }
         try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
                 enum Decision { case slept, wakeLoop, closed, cancelled }
                 let decision: Decision = state.withLock { state in
                     if state.ownerExited { return .closed }
                     // Checked under the lock: a cancellation after this finds the timer.
                     if Task.isCancelled { return .cancelled }
-                    let (timer, isEarliest) = state.timers.add(continuation, deadline: deadline)
-                    id.withLock { $0 = timer }
+                    let isEarliest = state.timers.add(continuation, deadline: deadline, id: id)
                     guard isEarliest, state.sleeping else { return .slept }
                     // The loop waits for a later moment: wake it to wait again, shorter.
                     state.sleeping = false
@@ -262,7 +267,7 @@ final class ConnectionExecutor: SerialExecutor {
                 }
             }
         } onCancel: {
-            let sleeper = state.withLock { state in state.timers.remove(id: id.withLock { $0 }) }
+            let sleeper = state.withLock { state in state.timers.remove(id: id) }
             sleeper?.resume(throwing: CancellationError())
         }
     }

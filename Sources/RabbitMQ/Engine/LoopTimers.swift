@@ -14,7 +14,19 @@ struct LoopTimers<Waiter> {
     /// Adds a sleep. Returns its identifier (for ``remove(id:)``) and whether it is now the
     /// earliest, which a sleeping loop must be woken for.
     mutating func add(_ waiter: Waiter, deadline: ContinuousClock.Instant) -> (id: Int, isEarliest: Bool) {
+        let id = reserveID()
+        return (id, add(waiter, deadline: deadline, id: id))
+    }
+
+    /// An identifier for a sleep added later with ``add(_:deadline:id:)``.
+    mutating func reserveID() -> Int {
         nextID += 1
+        return nextID
+    }
+
+    /// Adds a sleep under an identifier from ``reserveID()``. Returns whether it is now the
+    /// earliest, which a sleeping loop must be woken for.
+    mutating func add(_ waiter: Waiter, deadline: ContinuousClock.Instant, id: Int) -> Bool {
         // After every entry due at or before it: equal deadlines wake in the order they came.
         var low = 0
         var high = entries.count
@@ -22,8 +34,8 @@ struct LoopTimers<Waiter> {
             let middle = (low + high) / 2
             if entries[middle].deadline <= deadline { low = middle + 1 } else { high = middle }
         }
-        entries.insert((nextID, deadline, waiter), at: low)
-        return (nextID, low == 0)
+        entries.insert((id, deadline, waiter), at: low)
+        return low == 0
     }
 
     /// Takes a sleep out (its task was cancelled); `nil` when it already woke.
