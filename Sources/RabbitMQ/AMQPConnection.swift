@@ -96,12 +96,12 @@ public final class AMQPConnection: Sendable {
     /// lives as long as the connection value.
     ///
     /// - Throws: `CancellationError` as soon as the task is cancelled.
-    public func sleep(until deadline: ContinuousClock.Instant) async throws {
+    nonisolated(nonsending) public func sleep(until deadline: ContinuousClock.Instant) async throws {
         try await core.executor.sleep(until: deadline)
     }
 
     /// Suspends the calling task for `duration`; see ``sleep(until:)``.
-    public func sleep(for duration: Duration) async throws {
+    nonisolated(nonsending) public func sleep(for duration: Duration) async throws {
         try await core.executor.sleep(until: .now + duration)
     }
 

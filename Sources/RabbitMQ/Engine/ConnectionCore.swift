@@ -27,6 +27,13 @@ struct ChannelKey: Sendable, Hashable {
 /// run between polls of the event loop, so they may touch the C state, and nothing else can.
 /// Synchronous AMQP methods are sent without waiting; the task awaits a continuation that the loop
 /// resumes when the reply frame arrives, so any number of channels make progress at once.
+///
+/// The fields the loop touches on every turn and frame are `@exclusivity(unchecked)`: the
+/// runtime's dynamic exclusivity checks cost about fifty calls per message at low rates. No two
+/// accesses to them can overlap: the actor confines them to its one thread, and on that thread
+/// each access is a plain read or assignment, or a mutating call of a plain struct
+/// (`WriteCoalescer`, `LoopTicks`, the metrics counts) that cannot reach the actor again;
+/// iterating `channels` or `channelsWithDeliveries` iterates a copy.
 actor ConnectionCore {
     nonisolated let executor: ConnectionExecutor
     /// The same thread and queue for application tasks (``AMQPConnection/taskExecutor``).
@@ -49,14 +56,14 @@ actor ConnectionCore {
     }
 
     let clock = ContinuousClock()
-    var phase = Phase.connecting {
+    @exclusivity(unchecked) var phase = Phase.connecting {
         didSet {
             if case .closing = phase { isClosing = true } else { isClosing = false }
         }
     }
     /// Whether `phase` is `.closing`: checked for every frame, where matching the enum would copy it.
-    private(set) var isClosing = false
-    var connection: amqp_connection_state_t? {
+    @exclusivity(unchecked) private(set) var isClosing = false
+    @exclusivity(unchecked) var connection: amqp_connection_state_t? {
         didSet {
             let socket = connection.map { amqp_get_sockfd($0) } ?? -1
             writes = WriteCoalescer(socket: socket)
@@ -70,19 +77,19 @@ actor ConnectionCore {
         }
     }
     /// Packs the frames written between two waits into as few segments as possible.
-    var writes = WriteCoalescer()
+    @exclusivity(unchecked) var writes = WriteCoalescer()
     /// Publishes and acknowledgements the engine encodes itself and writes once per batch of
     /// commands (see ``OutboundFrames``); empty whenever librabbitmq may write.
     let outbound = OutboundFrames()
     /// Whether the engine writes the current connection's publishes and acknowledgements itself:
     /// on plain TCP (over TLS only librabbitmq can write to the socket).
-    var writesOwnFrames = false
-    var channels: [UInt16: ChannelRecord] = [:] {
+    @exclusivity(unchecked) var writesOwnFrames = false
+    @exclusivity(unchecked) var channels: [UInt16: ChannelRecord] = [:] {
         didSet { lastChannel = nil }
     }
     /// The channel of the last frame read: a message's frames (and a consumer's messages) come
     /// one after another on one channel, so the next frame usually needs no dictionary lookup.
-    private var lastChannel: ChannelRecord?
+    @exclusivity(unchecked) private var lastChannel: ChannelRecord?
 
     /// The open (or closing) channel with `number`.
     func channel(_ number: UInt16) -> ChannelRecord? {
@@ -106,12 +113,12 @@ actor ConnectionCore {
     /// Publishes waiting for `connection.unblocked`, each until its deadline.
     var blockedPublishers: [(id: Int, continuation: CheckedContinuation<Void, any Error>, deadline: ContinuousClock.Instant)] = []
     /// Channels whose consumers got deliveries this turn, handed over at its end.
-    var channelsWithDeliveries: [ChannelRecord] = []
+    @exclusivity(unchecked) var channelsWithDeliveries: [ChannelRecord] = []
     /// Numbers client-generated consumer tags.
     var nextConsumerNumber = 1
     /// Messages published, delivered and acknowledged since the metrics were last told (see
     /// ``reportMessageCounts()``).
-    var unreportedCounts = ConnectionMetrics.UnreportedCounts()
+    @exclusivity(unchecked) var unreportedCounts = ConnectionMetrics.UnreportedCounts()
     /// When the broker blocked the connection, while it does.
     var blockedSince: ContinuousClock.Instant?
     /// Whether the warning that TLS verification is off was logged (once per connection).
@@ -133,17 +140,17 @@ actor ConnectionCore {
     var republishQueue: Deque<PublishCommand> = []
     let metrics: ConnectionMetrics
     /// When the last byte arrived from the broker, for the missed-heartbeat watchdog.
-    var lastInbound: ContinuousClock.Instant
+    @exclusivity(unchecked) var lastInbound: ContinuousClock.Instant
     /// How long the loop may sleep (see ``LoopTicks``).
-    var ticks = LoopTicks(heartbeat: .zero)
+    @exclusivity(unchecked) var ticks = LoopTicks(heartbeat: .zero)
     /// The loop's next turn without news from the socket or a job.
-    var nextTick: ContinuousClock.Instant
+    @exclusivity(unchecked) var nextTick: ContinuousClock.Instant
     /// When the last turn of the loop read the clock (see ``turn()``).
-    var lastTurn: ContinuousClock.Instant
+    @exclusivity(unchecked) var lastTurn: ContinuousClock.Instant
     /// When the loop last told the stall watchdog it went round.
-    var progressMarkedAt: ContinuousClock.Instant
+    @exclusivity(unchecked) var progressMarkedAt: ContinuousClock.Instant
     /// `nextTick` was set for timed work (at most ``LoopTicks/timerResolution`` away).
-    var nextTickIsTimed = true
+    @exclusivity(unchecked) var nextTickIsTimed = true
 
     init(configuration: AMQPConnection.Configuration, logger: Logger) {
         self.executor = ConnectionExecutor()

@@ -1,4 +1,5 @@
 import DequeModule
+import Synchronization
 import class Foundation.Thread
 
 #if canImport(Glibc)
@@ -46,12 +47,19 @@ final class ConnectionExecutor: SerialExecutor {
         /// The owner thread has exited; late jobs go to a short-lived drainer thread.
         var ownerExited = false
         var drainerRunning = false
-        var owner: pthread_t?
         /// Tasks sleeping on the loop's own timeout (``sleep(until:)``).
         var timers = LoopTimers<UnsafeContinuation<Void, any Error>>()
     }
 
     private let state = Locked(State())
+    /// The owner thread's identifier (``currentThreadID()``), 0 when none. An atomic rather than
+    /// a field under the lock: the runtime asks whether the current thread is the owner several
+    /// times per message (every `assumeIsolated` from the loop's own code). Relaxed ordering is
+    /// enough: a thread only ever compares it with its own identifier, which only that thread
+    /// stores (and always reads back, in program order); any other value it may see, however
+    /// stale, is rightly not its own. An owner clears it before it exits, so an identifier reused
+    /// by a later thread is never found there.
+    private let owner = Atomic<UInt>(0)
     /// For the ``StallWatchdog``: the socket, and when the loop last went round.
     let liveness = Locked(Liveness())
     /// Read end (polled by the loop) and write end of the wake-up pipe; both non-blocking.
@@ -119,15 +127,27 @@ final class ConnectionExecutor: SerialExecutor {
 
     /// Whether the calling thread owns this executor's connection.
     var isOwnerThread: Bool {
-        state.withLock { state in
-            guard let owner = state.owner else { return false }
-            return pthread_equal(owner, pthread_self()) != 0
-        }
+        owner.load(ordering: .relaxed) == Self.currentThreadID()
+    }
+
+    /// The calling thread's identifier: never 0, and unique among running threads.
+    private static func currentThreadID() -> UInt {
+        #if canImport(Darwin)
+        UInt(bitPattern: pthread_self())
+        #else
+        UInt(pthread_self())
+        #endif
     }
 
     /// Makes the calling thread the owner. Called once, first thing on the connection's thread.
     func becomeOwner() {
-        state.withLock { $0.owner = pthread_self() }
+        owner.store(Self.currentThreadID(), ordering: .relaxed)
+    }
+
+    /// The calling thread stops being the owner, unless another one has taken over (a drainer
+    /// started as this one was ending).
+    private func giveUpOwnership() {
+        _ = owner.compareExchange(expected: Self.currentThreadID(), desired: 0, ordering: .relaxed)
     }
 
     /// Runs the jobs and commands queued so far, in order (not those they enqueue: those wait
@@ -219,9 +239,9 @@ final class ConnectionExecutor: SerialExecutor {
     /// connection's actor) run on a short-lived drainer thread, which finds the connection closed.
     /// Sleeping tasks wake with ``AMQPError/Code/connectionClosed``: nothing would wake them.
     func ownerDidExit() {
+        giveUpOwnership()
         let (hasJobs, sleepers) = state.withLock { state in
             state.ownerExited = true
-            state.owner = nil
             let sleepers = state.timers.takeAll()
             guard !state.jobs.isEmpty, !state.drainerRunning else { return (false, sleepers) }
             state.drainerRunning = true
@@ -243,7 +263,7 @@ final class ConnectionExecutor: SerialExecutor {
     /// Each continuation is resumed exactly once, by whoever takes it out of the timers under the
     /// lock (the loop when due, the cancellation handler, or the owner's exit), or at once by the
     /// body when it never went in.
-    func sleep(until deadline: ContinuousClock.Instant) async throws {
+    nonisolated(nonsending) func sleep(until deadline: ContinuousClock.Instant) async throws {
         try Task.checkCancellation()
         let id = state.withLock { $0.timers.reserveID() }
         try await withTaskCancellationHandler {
@@ -311,12 +331,11 @@ final class ConnectionExecutor: SerialExecutor {
                 let more = state.withLock { state in
                     if state.jobs.isEmpty {
                         state.drainerRunning = false
-                        state.owner = nil
                         return false
                     }
                     return true
                 }
-                guard more else { return }
+                guard more else { return giveUpOwnership() }
                 runQueuedJobs(taskExecutor: taskExecutor, perform: drainedCommands)
             }
         }
