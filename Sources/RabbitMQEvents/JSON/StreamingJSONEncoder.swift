@@ -59,6 +59,10 @@ final class JSONEncodingState {
 
     init() {
         bytes.reserveCapacity(512)
+        // Room for the usual nesting: grown one container at a time, these arrays cost three
+        // allocations per event where one does.
+        open.reserveCapacity(8)
+        path.reserveCapacity(8)
     }
 
     /// The bracket that closes an object's (`{`) or an array's (`[`) opening one.
