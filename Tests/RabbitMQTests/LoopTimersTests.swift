@@ -2,6 +2,14 @@ import Testing
 
 @testable import RabbitMQ
 
+extension LoopTimers {
+    /// Adds a sleep under a new identifier, as the executor does in two steps.
+    fileprivate mutating func add(_ waiter: Waiter, deadline: ContinuousClock.Instant) -> (id: Int, isEarliest: Bool) {
+        let id = reserveID()
+        return (id, add(waiter, deadline: deadline, id: id))
+    }
+}
+
 @Suite("Loop timers")
 struct LoopTimersTests {
     let start = ContinuousClock.now

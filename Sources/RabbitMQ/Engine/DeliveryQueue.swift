@@ -93,22 +93,21 @@ final class DeliveryQueue: Sendable {
     /// The next batch: what is buffered, or the next one handed over; `nil` at the end (after
     /// throwing the error it ended with, if any). One reading task at a time.
     nonisolated(nonsending) func next() async throws -> [DeliveryContent]? {
-        if !Task.isCancelled, let ready = try state.withLock({ try Self.take(from: &$0) }) {
-            return ready
+        // Without waiting when something is there (unless cancelled: the slow path cancels).
+        if !Task.isCancelled, case .ready(let result) = state.withLock({ Self.read(&$0) }) {
+            return try result.get()
         }
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[DeliveryContent]?, any Error>) in
-                let ready: Result<[DeliveryContent]?, any Error>? = state.withLock { state in
-                    do {
-                        if let ready = try Self.take(from: &state) { return .success(ready) }
-                    } catch {
-                        return .failure(error)
+                let read: Read = state.withLock { state in
+                    let read = Self.read(&state)
+                    if case .mustWait = read {
+                        precondition(state.waiter == nil, "swift-rabbitmq: a consumer was iterated by two tasks at once")
+                        state.waiter = continuation
                     }
-                    precondition(state.waiter == nil, "swift-rabbitmq: a consumer was iterated by two tasks at once")
-                    state.waiter = continuation
-                    return nil
+                    return read
                 }
-                if let ready { continuation.resume(with: ready) }
+                if case .ready(let result) = read { continuation.resume(with: result) }
             }
         } onCancel: {
             cancel()
@@ -118,20 +117,25 @@ final class DeliveryQueue: Sendable {
     /// Whether a reading task waits (for tests).
     var hasWaitingReader: Bool { state.withLock { $0.waiter != nil } }
 
-    /// What a read finds without waiting: the buffer, or the end (`.some(nil)`); `nil` when it
-    /// must wait.
-    private static func take(from state: inout State) throws -> [DeliveryContent]?? {
+    /// What a read finds without waiting.
+    private enum Read {
+        /// The buffer, the end (`nil`), or the error the sequence ended with.
+        case ready(Result<[DeliveryContent]?, any Error>)
+        case mustWait
+    }
+
+    private static func read(_ state: inout State) -> Read {
         if !state.buffer.isEmpty {
             var taken: [DeliveryContent] = []
             swap(&taken, &state.buffer)
-            return .some(taken)
+            return .ready(.success(taken))
         }
-        guard state.ended else { return nil }
+        guard state.ended else { return .mustWait }
         if let failure = state.failure {
-            state.failure = nil
-            throw failure
+            state.failure = nil  // thrown once
+            return .ready(.failure(failure))
         }
-        return .some(nil)
+        return .ready(.success(nil))
     }
 }
 

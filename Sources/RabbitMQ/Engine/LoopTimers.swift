@@ -11,14 +11,8 @@ struct LoopTimers<Waiter> {
 
     var isEmpty: Bool { entries.isEmpty }
 
-    /// Adds a sleep. Returns its identifier (for ``remove(id:)``) and whether it is now the
-    /// earliest, which a sleeping loop must be woken for.
-    mutating func add(_ waiter: Waiter, deadline: ContinuousClock.Instant) -> (id: Int, isEarliest: Bool) {
-        let id = reserveID()
-        return (id, add(waiter, deadline: deadline, id: id))
-    }
-
-    /// An identifier for a sleep added later with ``add(_:deadline:id:)``.
+    /// An identifier for a sleep added later with ``add(_:deadline:id:)``, known before it is
+    /// added (its cancellation handler may run first).
     mutating func reserveID() -> Int {
         nextID += 1
         return nextID
