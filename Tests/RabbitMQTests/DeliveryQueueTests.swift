@@ -32,6 +32,17 @@ struct DeliveryQueueTests {
         #expect(try await queue.next()?.map(\.deliveryTag) == [3])
     }
 
+    @Test func batchesNotYetReadJoinInOrder() async throws {
+        let queue = DeliveryQueue()
+        #expect(queue.yield(batch(1, 2)) == nil)
+        #expect(queue.yield(batch(3)) == nil)
+        #expect(queue.yield(batch(4, 5)) == nil)
+        #expect(try await queue.next()?.map(\.deliveryTag) == [1, 2, 3, 4, 5])
+        #expect(!queue.hasWaitingReader)
+        queue.finish()
+        #expect(try await queue.next() == nil)
+    }
+
     @Test func theEndComesAfterWhatIsBufferedAndItsErrorIsThrownOnce() async throws {
         let queue = DeliveryQueue()
         let cancels = CancelCount()
