@@ -36,7 +36,8 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     /// the consumer is cancelled on the broker.
     let deliveries: DeliveryReader
     /// Set once an iterator was dropped before the end: the consumer is cancelled, and what is
-    /// left in the stream belongs to the task giving it back, so a later iterator ends at once.
+    /// left in its delivery queue belongs to the task giving it back, so a later iterator ends at
+    /// once.
     let abandoned = Locked(false)
 
     public func makeAsyncIterator() -> AsyncIterator {

@@ -71,10 +71,11 @@ final class DeliveryQueue: Sendable {
             guard !state.ended else { return nil }
             state.ended = true
             state.onCancel = nil  // it held the engine: let it go
-            defer { state.waiter = nil }
-            // A waiter means an empty buffer: it gets the end now.
-            if state.waiter == nil { state.failure = error }
-            return state.waiter
+            let waiter = state.waiter
+            state.waiter = nil
+            // A waiter means an empty buffer: it gets the end now, else the next read does.
+            if waiter == nil { state.failure = error }
+            return waiter
         }
         guard let waiter else { return }
         if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
