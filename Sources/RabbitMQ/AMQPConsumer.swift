@@ -92,29 +92,35 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
 
         nonisolated(nonsending) func next() async throws -> AMQPDelivery? {
             if ended { return nil }  // an iterator made after another one was abandoned
-            while position == batch.count {
-                let next: [DeliveryContent]?
-                do {
-                    next = try await deliveries.next()
-                } catch {
-                    ended = true
-                    throw error
+            while true {
+                if position == batch.count {
+                    let next: [DeliveryContent]?
+                    do {
+                        next = try await deliveries.next()
+                    } catch {
+                        ended = true
+                        throw error
+                    }
+                    guard let next else {
+                        ended = true
+                        return nil
+                    }
+                    batch = next
+                    position = 0
+                    continue
                 }
-                guard let next else {
-                    ended = true
-                    return nil
-                }
+                let index = position
+                position += 1
                 // Deliveries from before a recovery cannot be acknowledged any more, and the
-                // broker redelivers them: skip them. (Auto-acknowledged ones are not coming back.)
-                if !autoAck, let first = next.first, first.generation != channel.key.status.generation { continue }
-                batch = next
-                position = 0
+                // broker redelivers them: skip them, whether still in the delivery queue (where
+                // they may lead a batch of current ones) or already in this batch.
+                // (Auto-acknowledged ones are not coming back: they are handed out.)
+                if !autoAck, batch[index].generation != channel.key.status.generation { continue }
+                // Moved out of the batch rather than copied: no retain and release of every field.
+                var content = DeliveryContent()
+                swap(&content, &batch[index])
+                return AMQPDelivery(content, channel: channel, autoAck: autoAck)
             }
-            defer { position += 1 }
-            // Moved out of the batch rather than copied: no retain and release of every field.
-            var content = DeliveryContent()
-            swap(&content, &batch[position])
-            return AMQPDelivery(content, channel: channel, autoAck: autoAck)
         }
 
         deinit {

@@ -92,6 +92,16 @@ final class MessageLedger: @unchecked Sendable {
     }
 }
 
+/// Aborts `connection` after `limit` unless cancelled first: a test that would wait for ever for
+/// a delivery fails with the connection's error instead, and says where.
+func abort(_ connection: AMQPConnection, after limit: Duration) -> Task<Void, any Error> {
+    Task {
+        try await Task.sleep(for: limit)
+        Watchdog.note("aborting the connection: the test ran past \(limit)")
+        await connection.abort()
+    }
+}
+
 /// The events of one connection, collected as they come.
 // @unchecked: `events` is read and written only while holding `lock`; the task is set once.
 final class EventLog: @unchecked Sendable {

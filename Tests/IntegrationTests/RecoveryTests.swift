@@ -491,6 +491,42 @@ struct RecoveryTests {
         await connection.close()
     }
 
+    /// Deliveries still unread when the connection is lost wait in the consumer's queue, and the
+    /// redelivered ones join them there after the recovery: the stale ones are skipped, the
+    /// redelivered ones are not (skipping the whole joined batch left the consumer waiting for
+    /// ever, with the broker's prefetch full of deliveries nobody would see).
+    @Test func redeliveriesJoiningUnreadStaleDeliveriesAreHandedOut() async throws {
+        let configuration = try TestBroker.configuration()
+        let connection = try await AMQPConnection.open(configuration)
+        let events = EventLog(connection)
+        let channel = try await connection.openChannel()
+        let queue = try await channel.queueDeclare(TestBroker.uniqueName("unread"), durable: true).name
+        for index in 0..<10 { try await channel.publish("m\(index)", routingKey: queue) }
+        try await channel.basicQos(prefetchCount: 10)
+        let consumer = try await channel.consume(queue: queue)
+        // All ten reach the consumer's queue; none is read.
+        let check = try await connection.openChannel()
+        #expect(try await TestBroker.waitForMessageCount(0, in: queue, on: check))
+        await check.close()
+
+        try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "unread test")
+        #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
+        // Bounded: with the fault, the next read would wait for ever.
+        let limit = abort(connection, after: .seconds(60))
+        defer { limit.cancel() }
+        var iterator = consumer.makeAsyncIterator()
+        var bodies: [String] = []
+        for _ in 0..<10 {
+            let delivery = try #require(try await iterator.next(), "the consumer ended instead of handing out redeliveries")
+            #expect(delivery.redelivered, "a stale delivery from before the recovery was handed out")
+            bodies.append(delivery.bodyString)
+            try await delivery.ack()
+        }
+        #expect(bodies == (0..<10).map { "m\($0)" })
+        try await channel.queueDelete(queue)
+        await connection.close()
+    }
+
     /// A tag kept from before a recovery must not acknowledge the new channel's deliveries
     /// through `multiple`: tags keep growing across recoveries, so an old one is stale.
     @Test func acknowledgeMultipleWithATagFromBeforeARecoveryIsStale() async throws {
@@ -509,10 +545,16 @@ struct RecoveryTests {
 
         try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "multiple test")
         #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
+        let limit = abort(connection, after: .seconds(60))  // a read that would wait for ever fails
+        defer { limit.cancel() }
         // The recovered consumer gets deliveries again (new tags on the broker's side).
         var after: [AMQPDelivery] = []
         for _ in 0..<60 { after.append(try #require(try await iterator.next())) }
         #expect(after.allSatisfy { $0.deliveryTag > oldTag }, "tags grow across the recovery")
+        // The fifty received but not yet handed out before the loss are skipped, even those the
+        // iterator had already taken from the queue: the first sixty are the broker's redeliveries.
+        #expect(after.allSatisfy { $0.redelivered }, "a stale delivery from before the recovery was handed out")
+        #expect(after.map(\.bodyString) == (0..<60).map { "m\($0)" })
 
         let error = await #expect(throws: AMQPError.self) { try await channel.acknowledgeMultiple(upTo: oldTag) }
         #expect(error?.code == .staleDelivery)

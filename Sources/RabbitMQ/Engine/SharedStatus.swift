@@ -1,3 +1,5 @@
+import Synchronization
+
 /// What the public connection handle can read without a hop to the connection thread: written
 /// by the connection's actor, read from anywhere.
 final class ConnectionStatus: Sendable {
@@ -195,14 +197,19 @@ final class ChannelStatus: Sendable {
         state.withLock { $0.outstandingTags.insert(tag) }
     }
 
-    /// The current generation: deliveries of earlier ones cannot be acknowledged.
-    var generation: Int { state.withLock { $0.generation } }
+    /// The current generation: deliveries of earlier ones cannot be acknowledged. Read without
+    /// the lock (a consumer's iterator asks for every delivery it hands out); what depends on it
+    /// exactly is checked again under the lock (``takeOutstanding(_:multiple:generation:channel:)``).
+    var generation: Int { currentGeneration.load(ordering: .acquiring) }
+    /// The state's generation, stored under the lock whenever it changes.
+    private let currentGeneration = Atomic<Int>(0)
 
     /// The connection was lost: tags delivered so far (all up to `tagsAbove`) mean nothing on
     /// the next connection, whose tags start above them.
     func startNewGeneration(tagsAbove highestTag: UInt64) -> Int {
         state.withLock { state in
             state.generation += 1
+            currentGeneration.store(state.generation, ordering: .releasing)
             state.staleTagsUpTo = highestTag
             state.outstandingTags.removeAll()
             return state.generation
