@@ -72,6 +72,8 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
         /// Also for giving back what is still buffered once the iterator is gone.
         let deliveries: DeliveryReader
         let channel: AMQPChannel
+        /// The channel's shared status, asked for the current generation with every delivery.
+        let status: ChannelStatus
         let tag: String
         let autoAck: Bool
         /// The batch being handed out, and the next position in it.
@@ -85,6 +87,7 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
         init(deliveries: DeliveryReader, channel: AMQPChannel, tag: String, autoAck: Bool, abandoned: Locked<Bool>) {
             self.deliveries = deliveries
             self.channel = channel
+            self.status = channel.key.status
             self.tag = tag
             self.autoAck = autoAck
             self.abandoned = abandoned
@@ -115,7 +118,7 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
                 // broker redelivers them: skip them, whether still in the delivery queue (where
                 // they may lead a batch of current ones) or already in this batch.
                 // (Auto-acknowledged ones are not coming back: they are handed out.)
-                if !autoAck, batch[index].generation != channel.key.status.generation { continue }
+                if !autoAck, batch[index].generation != status.generation { continue }
                 // Moved out of the batch rather than copied: no retain and release of every field.
                 var content = DeliveryContent()
                 swap(&content, &batch[index])
