@@ -94,7 +94,7 @@ final class MessageLedger: @unchecked Sendable {
 
 /// Aborts `connection` after `limit` unless cancelled first: a test that would wait for ever for
 /// a delivery fails with the connection's error instead, and says where.
-func abort(_ connection: AMQPConnection, after limit: Duration) -> Task<Void, any Error> {
+func abortConnection(_ connection: AMQPConnection, after limit: Duration) -> Task<Void, any Error> {
     Task {
         try await Task.sleep(for: limit)
         Watchdog.note("aborting the connection: the test ran past \(limit)")

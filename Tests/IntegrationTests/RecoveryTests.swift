@@ -512,7 +512,7 @@ struct RecoveryTests {
         try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "unread test")
         #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
         // Bounded: with the fault, the next read would wait for ever.
-        let limit = abort(connection, after: .seconds(60))
+        let limit = abortConnection(connection, after: .seconds(60))
         defer { limit.cancel() }
         var iterator = consumer.makeAsyncIterator()
         var bodies: [String] = []
@@ -545,7 +545,7 @@ struct RecoveryTests {
 
         try await TestBroker.forceClose(connectionNamed: configuration.connectionName!, reason: "multiple test")
         #expect(try await events.waitFor(within: .seconds(30), EventLog.isRecovered))
-        let limit = abort(connection, after: .seconds(60))  // a read that would wait for ever fails
+        let limit = abortConnection(connection, after: .seconds(60))  // a read that would wait for ever fails
         defer { limit.cancel() }
         // The recovered consumer gets deliveries again (new tags on the broker's side).
         var after: [AMQPDelivery] = []
