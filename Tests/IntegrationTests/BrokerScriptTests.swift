@@ -11,42 +11,37 @@ struct BrokerScriptTests {
     /// Reservations left behind by brokers that are gone (a test run that was killed) are taken
     /// over after a while. Two brokers starting together used to take the same stale reservation
     /// over, both starting on its port: one of them never ran, and the tests using it failed.
-    @Test func brokersStartingTogetherTakeStaleReservationsOverOnePortEach() async throws {
+    ///
+    /// Both ask for a port outside the range the script picks from (so nothing else in the suite
+    /// can want it), and the stale reservation lives in a reservation folder of the test's own.
+    @Test func brokersStartingTogetherTakeAStaleReservationOverOnlyOnce() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("broker-ports-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
-        // Every port the script may pick is reserved by a broker whose state file is gone,
-        // ten minutes ago: stale.
-        let ports = folder.appendingPathComponent("swift-rabbitmq-broker-ports")
-        let longAgo = Date().addingTimeInterval(-600)
-        for port in 5672...5690 {
-            let lock = ports.appendingPathComponent("\(port)")
-            try FileManager.default.createDirectory(at: lock, withIntermediateDirectories: true)
-            try "\(folder.path)/gone/state\n".write(to: lock.appendingPathComponent("owner"), atomically: false, encoding: .utf8)
-            try FileManager.default.setAttributes([.modificationDate: longAgo], ofItemAtPath: lock.path)
-        }
+        let port = 5699
+        // Reserved ten minutes ago by a broker whose state file is gone: stale.
+        let lock = folder.appendingPathComponent("swift-rabbitmq-broker-ports/\(port)")
+        try FileManager.default.createDirectory(at: lock, withIntermediateDirectories: true)
+        try "\(folder.path)/gone/state\n".write(to: lock.appendingPathComponent("owner"), atomically: false, encoding: .utf8)
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-600)], ofItemAtPath: lock.path)
+
         let suffix = String(UUID().uuidString.prefix(4)).lowercased()
         let scripts = ["stalea\(suffix)", "staleb\(suffix)"].map {
-            "TMPDIR=\(folder.path) BROKER_INSTANCE=\($0) \(TestBroker.repositoryRoot)/scripts/broker"
+            "TMPDIR=\(folder.path) BROKER_PORT=\(port) BROKER_INSTANCE=\($0) \(TestBroker.repositoryRoot)/scripts/broker"
         }
         defer {
             for script in scripts { _ = try? TestBroker.shellBlocking(script, ["stop"]) }
         }
-        async let first = TestBroker.shell(scripts[0], ["start"])
-        async let second = TestBroker.shell(scripts[1], ["start"])
-        _ = try await (first, second)
-
-        var urls: [String] = []
-        for script in scripts {
-            let environment = try await TestBroker.shell(script, ["env"])
-            let url = try #require(
-                environment.split(separator: "\n").first { $0.hasPrefix("export AMQP_URL=") }
-                    .map { String($0.dropFirst("export AMQP_URL=".count)).trimmingCharacters(in: ["'"]) })
-            urls.append(url)
+        @Sendable func start(_ script: String) async -> Result<String, any Error> {
+            do { return .success(try await TestBroker.shell(script, ["start"])) } catch { return .failure(error) }
         }
-        #expect(urls[0] != urls[1], "both brokers took the same port")
-        // Each broker runs: the script's own check of its node answers for each.
-        for script in scripts {
-            _ = try await TestBroker.shell(script, ["ctl", "status"])
+        async let first = start(scripts[0])
+        async let second = start(scripts[1])
+        let outcomes = await [first, second]
+        let started = scripts.indices.filter { if case .success = outcomes[$0] { true } else { false } }
+        #expect(started.count == 1, "both brokers started on port \(port), or neither: \(outcomes)")
+        // The one that started runs.
+        for index in started {
+            _ = try await TestBroker.shell(scripts[index], ["ctl", "status"])
         }
     }
 }
