@@ -13,7 +13,13 @@ enum ExactText: Sendable, Hashable {
     }
 
     init(bytes: some Collection<UInt8>) {
-        if let string = String(validating: bytes, as: UTF8.self) {
+        // Most wire text (message IDs, content types, routing keys) is ASCII, which is always
+        // valid UTF-8: decoding it needs no validation. `String(validating:as:)` is generic code
+        // the standard library does not specialise (a metadata lookup per call), so it is left
+        // for the rest.
+        if bytes.allSatisfy({ $0 < 0x80 }) {
+            self = .utf8(String(decoding: bytes, as: UTF8.self))
+        } else if let string = String(validating: bytes, as: UTF8.self) {
             self = .utf8(string)
         } else {
             self = .invalidUTF8(Array(bytes))
